@@ -1,0 +1,41 @@
+# Run `make help` for the targets. Offline? export VGG16_IMAGENET_WEIGHTS=/path/to/vgg16_notop.h5 first.
+.DEFAULT_GOAL := help
+VENV := .venv
+BIN := $(VENV)/bin
+TENSORFLOW := $(if $(shell command -v nvidia-smi 2>/dev/null),tensorflow[and-cuda]==2.21.0,tensorflow-cpu==2.21.0)
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: help setup demo demo-data repro report test predict clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(BIN)/dvc: requirements.txt pyproject.toml
+	python3 -m venv $(VENV)
+	$(BIN)/pip install -q -r requirements.txt "$(TENSORFLOW)"
+	$(BIN)/pip install -q --no-deps -e .
+	touch $@
+
+setup: $(BIN)/dvc ## Create .venv with everything installed (TensorFlow for the GPU when there is one)
+
+demo-data: setup ## Write the bundled digits dataset (1,797 real 8x8 scans) to data/digits at 64 px
+	python -m pipeline.demo data/digits
+
+demo: demo-data ## Set up, then run the whole pipeline on the digits demo and print the report
+	dvc repro
+	@cat reports/report.md
+
+repro: setup ## Rebuild whatever params.yaml or the code changed (dvc repro)
+	dvc repro
+
+report: repro ## Bring everything up to date and print reports/report.md
+	@cat reports/report.md
+
+test: setup ## Run the test suite (real-data tests need VGG16_IMAGENET_WEIGHTS and PIPELINE_TEST_DATASETS)
+	python -m pytest -q -p no:cacheprovider
+
+predict: setup ## Label images: make predict MODEL=models/logreg.joblib IMAGES=folder_or_files
+	python -m pipeline.predict $(MODEL) $(IMAGES)
+
+clean: ## Remove the pipeline's outputs (never your images)
+	rm -rf features models results reports data/manifest.csv data/skipped.csv

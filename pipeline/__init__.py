@@ -1,0 +1,10 @@
+"""Transfer-learning classifiers for small image sets: VGG16 features, compared heads."""
+import os
+
+# TensorFlow's C++ start-up lines (CUDA probing on CPU machines, oneDNN notes) drown the
+# pipeline's own output; errors still show.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+class PipelineError(Exception):
+    """A problem the user can fix; its message says what is wrong and what to do."""

@@ -1,0 +1,132 @@
+"""Find the labelled images and split them.
+
+Two layouts are accepted: DIR/<split>/<class>/<image> with splits train, validation
+(or val) and test, and an unsplit DIR/<class>/<image> that is split here, stratified.
+The user's files are only ever read.
+"""
+import warnings
+from pathlib import Path
+
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from pipeline import PipelineError
+from pipeline.images import unreadable_reason
+
+SPLIT_FOLDERS = {"train": "train", "validation": "validation", "val": "validation", "test": "test"}
+SPLITS = ("train", "validation", "test")
+
+
+def find_images(data_dir, validation=0.0, test=0.2, seed=42):
+    """Return (manifest, skipped): DataFrames of (path, split, label) and (path, reason).
+
+    Paths are relative to `data_dir`. Files Pillow cannot decode go to `skipped`.
+    """
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise PipelineError(
+            f"data folder {data_dir} not found: set data.dir in params.yaml to a folder "
+            "of <class>/<image> or <split>/<class>/<image>"
+        )
+    split_dirs = find_split_dirs(data_dir)
+    if split_dirs:
+        rows = [row for split, d in split_dirs.items() for row in list_class_files(d, split)]
+        check_same_classes(split_dirs)
+    else:
+        rows = list_class_files(data_dir, split=None)
+    if not rows:
+        raise PipelineError(
+            f"no images in {data_dir}: expected {data_dir}/<class>/<image> "
+            f"or {data_dir}/train/<class>/<image>"
+        )
+    files = pd.DataFrame(rows, columns=["file", "split", "label"])
+    reasons = files["file"].map(unreadable_reason)
+    bad = reasons.notna()
+    for file, reason in zip(files["file"][bad], reasons[bad]):
+        warnings.warn(f"skipping {file}: {reason}", stacklevel=2)
+    skipped = pd.DataFrame({"path": relative(files["file"][bad], data_dir), "reason": reasons[bad]})
+    manifest = files[~bad].assign(path=lambda f: relative(f["file"], data_dir))
+    if not split_dirs:
+        manifest["split"] = stratified_split(manifest["label"], validation, test, seed)
+    manifest = manifest[["path", "split", "label"]].reset_index(drop=True)
+    if not (manifest["split"] == "train").any():
+        raise PipelineError(f"no readable training images in {data_dir}")
+    return manifest, skipped.reset_index(drop=True)
+
+
+def find_split_dirs(data_dir):
+    found = {}
+    for child in sorted(p for p in data_dir.iterdir() if p.is_dir()):
+        split = SPLIT_FOLDERS.get(child.name.lower())
+        if split is None:
+            continue
+        if split in found:
+            raise PipelineError(
+                f"{data_dir} has both {found[split].name}/ and {child.name}/: keep one of them"
+            )
+        found[split] = child
+    if found and "train" not in found:
+        raise PipelineError(f"{data_dir} has {', '.join(d.name for d in found.values())}/ but no train/")
+    return found
+
+
+def class_dirs(folder):
+    return sorted((p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")),
+                  key=lambda p: p.name)
+
+
+def list_class_files(folder, split):
+    return [
+        (file, split, class_dir.name)
+        for class_dir in class_dirs(folder)
+        for file in sorted(class_dir.rglob("*"))
+        if file.is_file() and not file.name.startswith(".")
+    ]
+
+
+def check_same_classes(split_dirs):
+    expected = {d.name for d in class_dirs(split_dirs["train"])}
+    for split, folder in split_dirs.items():
+        found = {d.name for d in class_dirs(folder)}
+        if found != expected:
+            missing, extra = sorted(expected - found), sorted(found - expected)
+            detail = "; ".join(
+                part for part in (
+                    f"missing {', '.join(missing)}" if missing else "",
+                    f"not in train: {', '.join(extra)}" if extra else "",
+                ) if part
+            )
+            raise PipelineError(
+                f"class folders differ between train/ and {folder.name}/ ({detail}): "
+                "every split needs the same class folders"
+            )
+
+
+def class_names(manifest):
+    """The one class order used everywhere: sorted folder names."""
+    return sorted(manifest["label"].unique())
+
+
+def stratified_split(labels, validation, test, seed):
+    if validation < 0 or test < 0 or validation + test >= 1:
+        raise PipelineError(
+            "params.yaml: data.split.validation and data.split.test must be >= 0 "
+            f"and add up to less than 1 (got {validation} and {test})"
+        )
+    split = pd.Series("train", index=labels.index)
+    rest = labels.index
+    try:
+        for name, fraction in (("test", test), ("validation", validation / (1 - test))):
+            if fraction == 0:
+                continue
+            rest, held = train_test_split(
+                rest, test_size=fraction, stratify=labels[rest], random_state=seed
+            )
+            split[held] = name
+    except ValueError as exc:
+        raise PipelineError(f"cannot split the images by class: {exc}") from exc
+    return split
+
+
+def relative(files, root):
+    return [Path(f).relative_to(root).as_posix() for f in files]

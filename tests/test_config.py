@@ -1,0 +1,55 @@
+import pytest
+import yaml
+
+from pipeline import PipelineError
+from pipeline.config import load_params
+
+VALID = yaml.safe_load(open("params.yaml"))
+
+
+def write(tmp_path, params):
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+def with_change(section, key, value):
+    params = yaml.safe_load(yaml.safe_dump(VALID))
+    params[section][key] = value
+    return params
+
+
+def test_the_shipped_params_load():
+    assert load_params("params.yaml")["backbone"]["pooling"] == "flatten"
+
+
+def test_a_typo_names_the_key_and_suggests_the_right_one(tmp_path):
+    params = yaml.safe_load(yaml.safe_dump(VALID))
+    params["data"]["spilt"] = params["data"].pop("split")
+    with pytest.raises(PipelineError, match=r"unknown key data\.spilt: did you mean 'split'"):
+        load_params(write(tmp_path, params))
+
+
+@pytest.mark.parametrize("section, key, value, message", [
+    ("backbone", "input_size", "big", r"backbone\.input_size should be a whole number"),
+    ("evaluate", "folds", 2.5, r"evaluate\.folds should be a whole number"),
+    ("backbone", "pooling", "mean", r"backbone\.pooling is 'mean'; use one of flatten, avg, max"),
+])
+def test_wrong_values_are_named(tmp_path, section, key, value, message):
+    with pytest.raises(PipelineError, match=message):
+        load_params(write(tmp_path, with_change(section, key, value)))
+
+
+def test_a_missing_key_is_named(tmp_path):
+    params = yaml.safe_load(yaml.safe_dump(VALID))
+    del params["evaluate"]["seed"]
+    with pytest.raises(PipelineError, match=r"evaluate\.seed is missing"):
+        load_params(write(tmp_path, params))
+
+
+def test_broken_yaml_is_reported_on_one_line(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("data: [unclosed\n")
+    with pytest.raises(PipelineError, match="not valid YAML") as error:
+        load_params(path)
+    assert "\n" not in str(error.value)

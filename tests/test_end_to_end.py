@@ -1,0 +1,96 @@
+"""The pipeline as a user drives it: dvc repro on a few real images with the real VGG16 weights."""
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+PROJECT = Path(__file__).resolve().parents[1]
+PER_CLASS = {"train": 10, "test": 8}
+
+
+def run(args, cwd, check=True):
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{args} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@pytest.fixture
+def project(tmp_path, shared_datasets, imagenet_weights):
+    """A copy of the project (its own git and DVC) over a few cats-dogs-small images."""
+    data = tmp_path / "images"
+    for split, count in PER_CLASS.items():
+        for label in ("cats", "dogs"):
+            source = sorted((shared_datasets / "cats-dogs-small" / split / label).iterdir())[:count]
+            (data / split / label).mkdir(parents=True)
+            for file in source:
+                shutil.copy(file, data / split / label / file.name)
+    (data / "train/cats/broken.jpg").write_bytes(source[0].read_bytes()[:500])
+    (data / "train/dogs/notes.txt").write_text("not an image")
+
+    root = tmp_path / "project"
+    shutil.copytree(PROJECT / "pipeline", root / "pipeline", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("dvc.yaml", ".dvcignore", ".gitignore"):
+        shutil.copy(PROJECT / name, root / name)
+    params = yaml.safe_load((PROJECT / "params.yaml").read_text())
+    params["data"]["dir"] = str(data)
+    params["backbone"]["input_size"] = 150
+    params["heads"] = {"logreg": {"type": "logreg", "C": 1.0},
+                       "dense": {"type": "dense", "epochs": 30, "patience": 5}}
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["git", "init", "-q"], root)
+    run([sys.executable, "-m", "dvc", "init", "-q"], root)
+    return root
+
+
+def test_repro_report_rerun_and_predict(project):
+    first = run([sys.executable, "-m", "dvc", "repro"], project)
+    assert "Running stage 'features'" in first.stdout
+
+    logreg = yaml.safe_load((project / "results/logreg/metrics.json").read_text())
+    assert logreg["heldout"]["images"] == 16
+    assert logreg["heldout"]["accuracy"] >= 0.8  # chance is 0.5
+    assert logreg["cv"]["accuracy"]["mean"] >= 0.7
+
+    report = (project / "reports/report.md").read_text()
+    assert "train/cats/broken.jpg" in report and "train/dogs/notes.txt" in report
+    assert (project / "reports/confusion_dense.png").stat().st_size > 0
+
+    # A head's hyperparameter changes: that head refits, nothing else runs again.
+    features_written = (project / "features/train.h5").stat().st_mtime_ns
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["heads"]["logreg"]["C"] = 0.1
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    second = run([sys.executable, "-m", "dvc", "repro"], project)
+    assert "Running stage 'train@logreg'" in second.stdout
+    assert "Running stage 'features'" not in second.stdout
+    assert "Running stage 'train@dense'" not in second.stdout
+    assert (project / "features/train.h5").stat().st_mtime_ns == features_written
+
+    test_images = Path(params["data"]["dir"]) / "test"
+    run([sys.executable, "-m", "pipeline.predict", "models/logreg.joblib", str(test_images),
+         "-o", "labels.csv"], project)
+    labels = pd.read_csv(project / "labels.csv")
+    assert len(labels) == 16
+    truth = labels["path"].str.contains("/dogs/").map({True: "dogs", False: "cats"})
+    assert (labels["label"] == truth).mean() >= 0.8
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda p: p["heads"].update(bad={"type": "xgboost"}), "unknown type 'xgboost'; known types: dense"),
+    (lambda p: p["data"].update(dir="/no/such/folder"), "data folder /no/such/folder not found"),
+])
+def test_stage_errors_are_one_line(project, change, message):
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    change(params)
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    stage = ["pipeline.stages.train", "bad"] if "bad" in params["heads"] else ["pipeline.stages.prepare"]
+    result = run([sys.executable, "-m", *stage], project, check=False)
+    assert result.returncode == 2
+    assert message in result.stderr and result.stderr.count("\n") == 1

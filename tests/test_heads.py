@@ -1,0 +1,64 @@
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.datasets import make_classification
+
+from pipeline import PipelineError
+from pipeline.heads import HEADS, DenseHead, make_head
+
+FAST = {"dense": {"epochs": 30, "patience": 5, "learning_rate": 1e-2}}
+
+
+def blobs(n_classes):
+    return make_classification(n_samples=120, n_features=20, n_informative=6, n_classes=n_classes,
+                               n_clusters_per_class=1, class_sep=2.5, random_state=0)
+
+
+@pytest.mark.parametrize("kind", sorted(HEADS))
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_every_head_learns_and_gives_probabilities(kind, n_classes):
+    X, y = blobs(n_classes)
+    model = make_head(kind, {"type": kind, **FAST.get(kind, {})}, seed=0)
+    assert model.fit(X[:90], y[:90]) is model
+    proba = model.predict_proba(X[90:])
+    assert proba.shape == (30, n_classes)
+    np.testing.assert_allclose(proba.sum(axis=1), 1, atol=1e-9)
+    assert model.score(X[90:], y[90:]) > 0.8
+    assert list(model.classes_) == list(range(n_classes))
+
+
+def test_dense_head_follows_the_estimator_contract():
+    head = DenseHead(units=8, epochs=3)
+    assert head.get_params()["units"] == 8
+    assert not [a for a in vars(head) if a.endswith("_")]  # nothing learned before fit
+    cloned = clone(head)
+    assert cloned.get_params() == head.get_params() and cloned is not head
+    X, y = blobs(2)
+    head.fit(X, np.where(y == 1, "dog", "cat"))
+    assert list(head.classes_) == ["cat", "dog"]
+    assert set(head.predict(X)) <= {"cat", "dog"}
+    assert len(head.history_["val_loss"]) <= 3
+
+
+def test_settings_reach_the_estimator_and_scaling_comes_first():
+    model = make_head("strong", {"type": "logreg", "C": 0.01, "scale": "l2"}, seed=3)
+    assert model[-1].C == 0.01 and model[-1].random_state == 3
+    assert type(model[0]).__name__ == "Normalizer"
+    assert len(make_head("raw", {"type": "logreg", "scale": "none"})) == 1
+
+
+def test_an_unknown_type_lists_the_known_ones():
+    with pytest.raises(PipelineError, match=r"heads\.mine: unknown type 'xgboost'; known types: dense, logreg"):
+        make_head("mine", {"type": "xgboost"})
+
+
+def test_an_unknown_setting_suggests_the_right_name():
+    with pytest.raises(PipelineError, match=r"logreg has no setting 'c'; did you mean 'C'\?"):
+        make_head("logreg", {"type": "logreg", "c": 1.0})
+
+
+def test_a_head_without_type_or_with_a_bad_scale_is_refused():
+    with pytest.raises(PipelineError, match="needs a type"):
+        make_head("x", {"C": 1.0})
+    with pytest.raises(PipelineError, match="unknown scale 'minmax'"):
+        make_head("x", {"type": "logreg", "scale": "minmax"})

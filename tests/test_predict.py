@@ -1,0 +1,57 @@
+import joblib
+import keras
+import pandas as pd
+import pytest
+
+from pipeline import backbone, features
+from pipeline.heads import make_head
+from pipeline.predict import main
+from tests.conftest import make_tree
+
+SETTINGS = {"input_size": 32, "pooling": "avg"}
+
+
+@pytest.fixture
+def saved_model(tmp_path, random_weights):
+    """A logistic-regression head trained on random-VGG16 features of red and blue images."""
+    files = sorted(make_tree(tmp_path / "train", per_class=8).rglob("*.png"))
+    model = backbone.build(str(random_weights), **SETTINGS)
+    X = next(features.iter_batches(model, files, 32, batch_size=len(files)))
+    y = [0 if "blue" in f.parts else 1 for f in files]
+    bundle = {"model": make_head("logreg", {"type": "logreg"}).fit(X, y), "classes": ["blue", "red"],
+              "features": features.describe(model, {"weights": str(random_weights), **SETTINGS})}
+    path = tmp_path / "logreg.joblib"
+    joblib.dump(bundle, path)
+    return path
+
+
+def test_a_folder_and_a_file_are_labelled_into_a_csv(tmp_path, saved_model):
+    new = make_tree(tmp_path / "new", splits=("unseen",), per_class=4)
+    (new / "unseen" / "red" / "readme.txt").write_text("not an image")
+    out = tmp_path / "labels.csv"
+    with pytest.warns(UserWarning, match="readme.txt"):
+        main([str(saved_model), str(new / "unseen" / "blue"), str(new / "unseen" / "red"), "-o", str(out)])
+    table = pd.read_csv(out)
+    assert list(table.columns) == ["path", "label", "probability"]
+    assert len(table) == 8
+    truth = table["path"].str.contains("/red/").map({True: "red", False: "blue"})
+    assert (table["label"] == truth).mean() >= 0.75
+    assert table["probability"].between(0.5, 1).all()
+
+
+def test_other_weights_than_the_models_are_refused(tmp_path, saved_model, capsys):
+    other = tmp_path / "other.weights.h5"
+    keras.utils.set_random_seed(1)
+    keras.applications.VGG16(include_top=False, weights=None).save_weights(other)
+    image = make_tree(tmp_path / "one", per_class=1) / "train" / "red" / "0.png"
+    with pytest.raises(SystemExit) as exit_:
+        main([str(saved_model), str(image), "--weights", str(other), "-o", str(tmp_path / "x.csv")])
+    assert exit_.value.code == 2
+    assert "weights differ from the ones the model was trained on" in capsys.readouterr().err
+
+
+def test_a_missing_model_is_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main([str(tmp_path / "nope.joblib"), str(tmp_path)])
+    err = capsys.readouterr().err
+    assert err.startswith("error: model") and err.count("\n") == 1
