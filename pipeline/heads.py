@@ -14,7 +14,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import Normalizer, StandardScaler
-from sklearn.svm import SVC, LinearSVC
+from sklearn.svm import SVC
 
 from pipeline import PipelineError
 
@@ -77,7 +77,7 @@ class DenseHead(ClassifierMixin, BaseEstimator):
 HEADS = {
     "dense": (DenseHead, {}),
     "logreg": (LogisticRegression, {"max_iter": 5000}),
-    "linear_svm": (LinearSVC, {}),
+    "linear_svm": (SVC, {"kernel": "linear"}),
     "rbf_svm": (SVC, {"kernel": "rbf"}),
 }
 SCALERS = {"standard": StandardScaler, "l2": Normalizer, "none": None}
