@@ -4,14 +4,13 @@ Two layouts are accepted: DIR/<split>/<class>/<image> with splits train, validat
 (or val) and test, and an unsplit DIR/<class>/<image> that is split here, stratified.
 The user's files are only ever read.
 """
-import warnings
 from pathlib import Path
 
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from pipeline import PipelineError
-from pipeline.images import unreadable_reason
+from pipeline.images import files_under, unreadable
 
 SPLIT_FOLDERS = {"train": "train", "validation": "validation", "val": "validation", "test": "test"}
 SPLITS = ("train", "validation", "test")
@@ -40,18 +39,16 @@ def find_images(data_dir, validation=0.0, test=0.2, seed=42):
             f"or {data_dir}/train/<class>/<image>"
         )
     files = pd.DataFrame(rows, columns=["file", "split", "label"])
-    reasons = files["file"].map(unreadable_reason)
-    bad = reasons.notna()
-    for file, reason in zip(files["file"][bad], reasons[bad]):
-        warnings.warn(f"skipping {file}: {reason}", stacklevel=2)
-    skipped = pd.DataFrame({"path": relative(files["file"][bad], data_dir), "reason": reasons[bad]})
+    reasons = unreadable(files["file"])
+    bad = files["file"].isin(list(reasons))
+    skipped = pd.DataFrame({"path": relative(reasons, data_dir), "reason": list(reasons.values())})
     manifest = files[~bad].assign(path=lambda f: relative(f["file"], data_dir))
     if not split_dirs:
         manifest["split"] = stratified_split(manifest["label"], validation, test, seed)
     manifest = manifest[["path", "split", "label"]].reset_index(drop=True)
     if not (manifest["split"] == "train").any():
         raise PipelineError(f"no readable training images in {data_dir}")
-    return manifest, skipped.reset_index(drop=True)
+    return manifest, skipped
 
 
 def find_split_dirs(data_dir):
@@ -79,8 +76,7 @@ def list_class_files(folder, split):
     return [
         (file, split, class_dir.name)
         for class_dir in class_dirs(folder)
-        for file in sorted(class_dir.rglob("*"))
-        if file.is_file() and not file.name.startswith(".")
+        for file in files_under(class_dir)
     ]
 
 

@@ -52,10 +52,11 @@ def fit(model, X, y):
 
 def cross_validate(model, X, y, n_classes, folds, seed):
     """Out-of-fold probabilities and per-fold scores of stratified k-fold CV."""
-    if np.bincount(y, minlength=n_classes).min() < folds:
+    smallest = np.bincount(y, minlength=n_classes).min()
+    if smallest < folds:
         raise PipelineError(
             f"evaluate.folds is {folds} but the smallest class has only "
-            f"{np.bincount(y, minlength=n_classes).min()} training images: lower evaluate.folds"
+            f"{smallest} training images: lower evaluate.folds"
         )
     out_of_fold = np.zeros((len(y), n_classes))
     per_fold = []

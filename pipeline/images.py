@@ -1,6 +1,25 @@
-"""Read image files of any type Pillow knows as RGB arrays for VGG16."""
+"""Find and read image files of any type Pillow knows, as RGB arrays for VGG16."""
+import warnings
+from pathlib import Path
+
 import numpy as np
 from PIL import Image, ImageOps
+
+
+def files_under(folder):
+    """Every file below `folder` but hidden ones (.DS_Store, .gitkeep), in a stable order."""
+    return sorted(f for f in Path(folder).rglob("*") if f.is_file() and not f.name.startswith("."))
+
+
+def unreadable(files):
+    """{file: reason} for the files Pillow cannot decode, each named in a warning."""
+    reasons = {}
+    for file in files:
+        reason = unreadable_reason(file)
+        if reason:
+            warnings.warn(f"skipping {file}: {reason}", stacklevel=2)
+            reasons[file] = reason
+    return reasons
 
 
 def unreadable_reason(path):

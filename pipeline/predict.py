@@ -3,7 +3,6 @@
 Writes a CSV of path, label and probability (of that label).
 """
 import argparse
-import warnings
 from pathlib import Path
 
 import joblib
@@ -12,7 +11,7 @@ import pandas as pd
 
 from pipeline import PipelineError, backbone, features
 from pipeline.files import write_csv
-from pipeline.images import unreadable_reason
+from pipeline.images import files_under, unreadable
 from pipeline.stages import entry_point
 
 
@@ -21,19 +20,13 @@ def image_files(inputs):
     files = []
     for item in map(Path, inputs):
         if item.is_dir():
-            files += sorted(f for f in item.rglob("*") if f.is_file() and not f.name.startswith("."))
+            files += files_under(item)
         elif item.is_file():
             files.append(item)
         else:
             raise PipelineError(f"{item} not found: give image files or folders of images")
-    readable = []
-    for file in files:
-        reason = unreadable_reason(file)
-        if reason:
-            warnings.warn(f"skipping {file}: {reason}", stacklevel=2)
-        else:
-            readable.append(file)
-    return readable
+    skipped = unreadable(files)
+    return [f for f in files if f not in skipped]
 
 
 def load_bundle(path):
@@ -46,13 +39,14 @@ def load_bundle(path):
 def predict(bundle, files, weights=None, batch_size=32):
     """DataFrame of path, label, probability for `files`, using the backbone the head was trained on."""
     meta = bundle["features"]
-    model = backbone.build(weights or meta["weights"], int(meta["input_size"]), meta["pooling"])
+    size = int(meta["input_size"])
+    model = backbone.build(weights or meta["weights"], size, meta["pooling"])
     if backbone.weights_digest(model) != meta["weights_sha256"]:
         raise PipelineError(
             "these VGG16 weights differ from the ones the model was trained on: pass the "
             "same weights with --weights (or the same VGG16_IMAGENET_WEIGHTS)"
         )
-    X = np.concatenate(list(features.iter_batches(model, files, int(meta["input_size"]), batch_size, "predict")))
+    X = np.concatenate(list(features.iter_batches(model, files, size, batch_size, "predict")))
     proba = bundle["model"].predict_proba(X)
     classes = np.asarray(bundle["classes"])
     return pd.DataFrame({

@@ -3,7 +3,7 @@ import json
 
 import pandas as pd
 
-from pipeline import features, paths, plots
+from pipeline import data, features, paths, plots
 from pipeline.files import write_csv, write_text
 
 SHOWN = ("accuracy", "f1_macro", "roc_auc", "log_loss")
@@ -40,21 +40,17 @@ def comparison(heads):
     return pd.DataFrame([head_row(name, results[name]) for name in order])
 
 
-def features_summary():
-    lines = []
-    for split in ("train", "validation", "test"):
-        path = paths.features_file(split)
-        if path.exists():
-            meta = features.read_meta(path)
-            lines.append(f"- {split}: {meta['images']} images, "
-                         f"{meta['images'] / meta['seconds']:.1f} images/s")
-    return meta, lines
+def split_metadata():
+    """Each extracted split's features metadata, in split order."""
+    return {split: features.read_meta(paths.features_file(split)) for split in data.SPLITS
+            if paths.features_file(split).exists()}
 
 
 def write(heads, data_dir):
     """Write reports/ (report.md, summary.csv, one confusion matrix per head); return the table."""
     table = comparison(heads)
-    meta, speed_lines = features_summary()
+    splits = split_metadata()
+    meta = splits["train"]
     classes = json.loads(meta["classes"])
     sections = [
         "# Head comparison",
@@ -64,7 +60,8 @@ def write(heads, data_dir):
         "Sorted by cross-validated accuracy (mean ± standard deviation over folds).",
         table.to_markdown(index=False),
         "## Feature extraction",
-        "\n".join(speed_lines),
+        "\n".join(f"- {split}: {m['images']} images, {m['images'] / m['seconds']:.1f} images/s"
+                  for split, m in splits.items()),
         "## Confusion matrices",
     ]
     for name in table["head"]:
