@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 TENSORFLOW := $(if $(shell command -v nvidia-smi 2>/dev/null),tensorflow[and-cuda]==2.21.0,tensorflow-cpu==2.21.0)
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: help setup demo demo-data repro report test predict clean
+.PHONY: help setup demo demo-data repro report test predict benchmark clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -36,6 +36,9 @@ test: setup ## Run the test suite (real-data tests need VGG16_IMAGENET_WEIGHTS a
 
 predict: setup ## Label images: make predict MODEL=models/logreg.joblib IMAGES=folder_or_files
 	python -m pipeline.predict $(MODEL) $(IMAGES)
+
+benchmark: setup ## Benchmark datasets by path: make benchmark DATASETS="dir1 dir2" (hours on a CPU; not a test)
+	python -m pipeline.benchmark $(DATASETS)
 
 clean: ## Remove the pipeline's outputs (never your images)
 	rm -rf features models results reports data/manifest.csv data/skipped.csv

@@ -14,6 +14,7 @@ IMAGENET = "imagenet"
 WEIGHTS_ENV = "VGG16_IMAGENET_WEIGHTS"
 PREPROCESSING = "keras.applications.vgg16.preprocess_input (RGB to BGR, ImageNet mean subtracted)"
 MIN_INPUT_SIZE = 32  # VGG16 halves the image five times
+BLOCK4 = "block4_pool"  # the last frozen layer when fine-tuning block 5
 
 
 def weights_source(weights):
@@ -31,8 +32,8 @@ def weights_source(weights):
     return str(path)
 
 
-def build(weights, input_size, pooling):
-    """VGG16 without its classifier, ending in a flat feature vector per image."""
+def conv_base(weights, input_size):
+    """VGG16's 13 conv layers and 5 pools, without its classifier."""
     if input_size < MIN_INPUT_SIZE:
         raise PipelineError(
             f"params.yaml: backbone.input_size is {input_size}; VGG16 needs at least {MIN_INPUT_SIZE}"
@@ -42,17 +43,41 @@ def build(weights, input_size, pooling):
         with warnings.catch_warnings():
             # Keras only warns when a weights file does not match the layers, leaving them random.
             warnings.simplefilter("error", UserWarning)
-            base = keras.applications.VGG16(
-                include_top=False,
-                weights=source,
-                input_shape=(input_size, input_size, 3),
-                pooling=None if pooling == "flatten" else pooling,
+            return keras.applications.VGG16(
+                include_top=False, weights=source, input_shape=(input_size, input_size, 3)
             )
     except Exception as exc:
         raise PipelineError(weights_error(source, exc)) from exc
-    if pooling != "flatten":
-        return base
-    return keras.Sequential([base, keras.layers.Flatten()], name="vgg16_flatten")
+
+
+def pooling_layer(pooling):
+    """The layer that turns the last feature map into one vector per image."""
+    return {
+        "flatten": keras.layers.Flatten,
+        "avg": keras.layers.GlobalAveragePooling2D,
+        "max": keras.layers.GlobalMaxPooling2D,
+    }[pooling](name=f"{pooling}_pooling")
+
+
+def build(weights, input_size, pooling):
+    """VGG16 without its classifier, ending in a flat feature vector per image."""
+    base = conv_base(weights, input_size)
+    return keras.Model(base.input, pooling_layer(pooling)(base.output), name=f"vgg16_{pooling}")
+
+
+def extractor(base, pooling):
+    """One pass that yields both the bottleneck features and block 4's output (cached for fine-tuning)."""
+    outputs = {"features": pooling_layer(pooling)(base.output), BLOCK4: base.get_layer(BLOCK4).output}
+    return keras.Model(base.input, outputs, name="vgg16_extractor")
+
+
+def top_block(base):
+    """Block 5 as a model of its own that takes block 4's output: the part fine-tuning trains."""
+    start = keras.Input(base.get_layer(BLOCK4).output.shape[1:], name="block4_output")
+    x = start
+    for layer in base.layers[base.layers.index(base.get_layer(BLOCK4)) + 1:]:
+        x = layer(x)  # the same layer objects: training this model trains `base` too
+    return keras.Model(start, x, name="block5")
 
 
 def weights_error(source, exc):
@@ -75,4 +100,5 @@ def weights_digest(model):
 
 
 def preprocess(images):
-    return keras.applications.vgg16.preprocess_input(images)
+    # preprocess_input subtracts the mean in place: work on a copy, the caller may reuse `images`.
+    return keras.applications.vgg16.preprocess_input(np.array(images, dtype=np.float32))

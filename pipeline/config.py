@@ -7,18 +7,25 @@ import yaml
 from pipeline import PipelineError
 
 # Every section and key params.yaml may hold, with the type of its value.
-# `heads` is free-form here: pipeline.heads checks each head's type and settings.
+# `heads`, `finetune` and `scratch` map names to runs; their modules check each run's settings.
 SCHEMA = {
     "data": {
         "dir": str,
         "split": {"validation": float, "test": float, "seed": int},
     },
     "backbone": {"weights": str, "input_size": int, "pooling": str, "batch_size": int},
-    "evaluate": {"folds": int, "seed": int},
+    "augment": {
+        "copies": int, "rotation": float, "width_shift": float, "height_shift": float,
+        "shear": float, "zoom": float, "horizontal_flip": bool,
+    },
+    "evaluate": {"folds": int, "seed": int, "tta": bool},
     "heads": dict,
+    "finetune": dict,
+    "scratch": dict,
 }
 POOLINGS = ("flatten", "avg", "max")
-TYPE_NAMES = {str: "text", int: "whole number", float: "number", dict: "mapping"}
+ROW_SECTIONS = ("heads", "finetune", "scratch")  # each name under these is one row of the report
+TYPE_NAMES = {str: "text", int: "whole number", float: "number", dict: "mapping", bool: "true or false"}
 
 
 def load_params(path="params.yaml"):
@@ -64,6 +71,16 @@ def is_instance(value, expected):
     if expected is int:
         return isinstance(value, int) and not isinstance(value, bool)
     return isinstance(value, expected)
+
+
+def check_settings(where, settings, known):
+    """Raise on a setting that is not in `known`, suggesting the name that was probably meant."""
+    for key in settings:
+        if key not in known:
+            by_lower = {k.lower(): k for k in known}
+            close = difflib.get_close_matches(key.lower(), list(by_lower), n=1)
+            hint = f"did you mean {by_lower[close[0]]!r}?" if close else f"known: {', '.join(sorted(known))}"
+            raise PipelineError(f"{where} has no setting {key!r}; {hint}")
 
 
 def suggest(word, choices):

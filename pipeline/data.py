@@ -14,6 +14,7 @@ from pipeline.images import files_under, unreadable
 
 SPLIT_FOLDERS = {"train": "train", "validation": "validation", "val": "validation", "test": "test"}
 SPLITS = ("train", "validation", "test")
+HELDOUT_SPLITS = ("test", "validation")  # the first one present is scored and reported
 
 
 def find_images(data_dir, validation=0.0, test=0.2, seed=42):
@@ -101,6 +102,17 @@ def check_same_classes(split_dirs):
 def class_names(manifest):
     """The one class order used everywhere: sorted folder names."""
     return sorted(manifest["label"].unique())
+
+
+def heldout_split(splits):
+    """The split that results are reported on, given the splits present (None if only train)."""
+    return next((split for split in HELDOUT_SPLITS if split in set(splits)), None)
+
+
+def stopping_split(splits):
+    """The split that early stopping watches: validation, unless it is the one reported."""
+    present = set(splits)
+    return "validation" if "validation" in present and heldout_split(present) != "validation" else None
 
 
 def stratified_split(labels, validation, test, seed):

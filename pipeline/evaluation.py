@@ -1,4 +1,8 @@
-"""Score any head the same way: stratified k-fold CV on train, then a refit scored on held-out data."""
+"""Score every model the same way: k-fold CV on train (where affordable) and held-out scores.
+
+Augmented copies of a training image stay in its fold: a fold is never scored on a twin of
+an image it trained on, and it is scored on the images themselves, not on their copies.
+"""
 import time
 
 import numpy as np
@@ -33,10 +37,15 @@ def roc_auc(y_true, proba):
     return metrics.roc_auc_score(y_true, proba, multi_class="ovr")
 
 
-def predict_proba(model, X, n_classes):
-    """Probabilities with one column per class, also for a model that saw only some classes."""
+def predict_proba(model, X, n_classes, flipped=None):
+    """Probabilities with one column per class, also for a model that saw only some classes.
+
+    With `flipped` (the mirror images' features), the average over both: test-time augmentation.
+    """
     proba = np.zeros((len(X), n_classes))
     proba[:, model.classes_] = model.predict_proba(X)
+    if flipped is not None:
+        proba[:, model.classes_] += model.predict_proba(flipped)
     # float32 features give float32 probabilities, whose sums miss 1 by more than log_loss allows.
     return proba / proba.sum(axis=1, keepdims=True)
 
@@ -46,51 +55,48 @@ def fit(model, X, y):
     try:
         fitted = clone(model).fit(X, y)
     except ValueError as exc:  # scikit-learn's way of rejecting a setting's value
-        raise PipelineError(f"fitting failed ({exc}): check the head's settings in params.yaml") from exc
+        raise PipelineError(f"fitting failed ({exc}): check the settings in params.yaml") from exc
     return fitted, time.perf_counter() - start
 
 
-def cross_validate(model, X, y, n_classes, folds, seed):
-    """Out-of-fold probabilities and per-fold scores of stratified k-fold CV."""
-    smallest = np.bincount(y, minlength=n_classes).min()
+def grouped_folds(y, n_views, folds, seed):
+    """Yield (train rows, test rows) of stratified k-fold CV over images with `n_views` rows each.
+
+    Rows are image-major (row = image * n_views + view, view 0 the image itself). Images, not
+    rows, are split; a fold trains on every view of its images and tests on view 0 of the others.
+    """
+    smallest = np.bincount(y).min()
     if smallest < folds:
         raise PipelineError(
             f"evaluate.folds is {folds} but the smallest class has only "
             f"{smallest} training images: lower evaluate.folds"
         )
-    out_of_fold = np.zeros((len(y), n_classes))
+    splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    for train, test in splitter.split(np.zeros(len(y)), y):
+        yield (train[:, None] * n_views + np.arange(n_views)).ravel(), test * n_views
+
+
+def cross_validate(model, views, y, n_classes, folds, seed):
+    """Out-of-fold probabilities and per-fold scores; `views` is (images, views, features)."""
+    n_images, n_views = views.shape[:2]
+    rows, row_labels = views.reshape(n_images * n_views, -1), np.repeat(y, n_views)
+    out_of_fold = np.zeros((n_images, n_classes))
     per_fold = []
-    for train, test in StratifiedKFold(folds, shuffle=True, random_state=seed).split(X, y):
-        fitted, _ = fit(model, X[train], y[train])
-        out_of_fold[test] = predict_proba(fitted, X[test], n_classes)
-        per_fold.append(scores(y[test], out_of_fold[test]))
+    for train, test in grouped_folds(y, n_views, folds, seed):
+        fitted, _ = fit(model, rows[train], row_labels[train])
+        images = test // n_views
+        out_of_fold[images] = predict_proba(fitted, rows[test], n_classes)
+        per_fold.append(scores(y[images], out_of_fold[images]))
     return out_of_fold, pd.DataFrame(per_fold)
 
 
-def evaluate(model, train, heldout, folds, seed):
-    """Return (fitted model, metrics dict, predictions DataFrame) for one head.
+def cv_summary(per_fold):
+    return {name: {"mean": per_fold[name].mean(), "std": per_fold[name].std(ddof=1)} for name in METRICS}
 
-    `train` and `heldout` are pipeline.features.Features; `heldout` may be None, and then
-    the predictions are CV's out-of-fold ones.
-    """
-    n_classes = len(train.classes)
-    start = time.perf_counter()
-    out_of_fold, per_fold = cross_validate(model, train.X, train.y, n_classes, folds, seed)
-    cv_seconds = time.perf_counter() - start
-    fitted, fit_seconds = fit(model, train.X, train.y)
-    result = {
-        "cv": {name: {"mean": per_fold[name].mean(), "std": per_fold[name].std(ddof=1)}
-               for name in METRICS},
-        "cv_seconds": cv_seconds,
-        "fit_seconds": fit_seconds,
-    }
-    if heldout is None:
-        scored, proba, split = train, out_of_fold, "cv"
-    else:
-        scored, split = heldout, heldout.meta["split"]
-        proba = predict_proba(fitted, heldout.X, n_classes)
-        result["heldout"] = {"split": split, "images": len(heldout.y), **scores(heldout.y, proba)}
-    classes = np.asarray(train.classes)
+
+def outcome(proba, scored, classes, split):
+    """(held-out scores, predictions table) for probabilities over the images of `scored`."""
+    classes = np.asarray(classes)
     predictions = pd.DataFrame({
         "path": scored.paths,
         "split": split,
@@ -98,6 +104,30 @@ def evaluate(model, train, heldout, folds, seed):
         "predicted": classes[proba.argmax(axis=1)],
         "probability": proba.max(axis=1),
     })
+    return {"split": split, "images": len(scored.y), **scores(scored.y, proba)}, predictions
+
+
+def evaluate(model, train, heldout, folds, seed, tta=False):
+    """Return (fitted model, metrics dict, predictions DataFrame) for one head.
+
+    `train` and `heldout` are pipeline.features.Features; `heldout` may be None, and then
+    the predictions are CV's out-of-fold ones. Training uses every view (image and copies).
+    """
+    n_classes = len(train.classes)
+    views = train.views()
+    start = time.perf_counter()
+    out_of_fold, per_fold = cross_validate(model, views, train.y, n_classes, folds, seed)
+    cv_seconds = time.perf_counter() - start
+    fitted, fit_seconds = fit(model, views.reshape(-1, views.shape[-1]), np.repeat(train.y, views.shape[1]))
+    result = {"cv": cv_summary(per_fold), "cv_seconds": cv_seconds, "fit_seconds": fit_seconds,
+              "training_views": int(views.shape[1])}
+    if heldout is None:
+        _, predictions = outcome(out_of_fold, train, train.classes, "cv")  # scores: the CV ones
+    else:
+        flipped = heldout.flipped if tta else None
+        proba = predict_proba(fitted, heldout.X, n_classes, flipped)
+        result["heldout"], predictions = outcome(proba, heldout, train.classes, heldout.meta["split"])
+        result["tta"] = flipped is not None
     return fitted, to_builtin(result), predictions
 
 
@@ -107,4 +137,6 @@ def to_builtin(value):
         return {k: to_builtin(v) for k, v in value.items()}
     if isinstance(value, (float, np.floating)):
         return None if np.isnan(value) else round(float(value), 6)
+    if isinstance(value, (np.integer, np.bool_)):
+        return value.item()
     return value

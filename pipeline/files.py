@@ -6,6 +6,10 @@ import tempfile
 from pathlib import Path
 
 
+UMASK = os.umask(0o022)
+os.umask(UMASK)
+
+
 @contextlib.contextmanager
 def atomic_path(path):
     """Yield a temporary path beside `path`; move it into place only if the block succeeds."""
@@ -13,6 +17,7 @@ def atomic_path(path):
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~UMASK)  # mkstemp's 0600 would make results unreadable to others
     try:
         yield Path(tmp)
         os.replace(tmp, path)

@@ -4,19 +4,17 @@ A head in params.yaml is a name mapped to its `type`, an optional `scale`
 (standard, l2 or none, applied inside the pipeline so each CV fold fits its own)
 and the estimator's own settings. Adding a type is one class and one HEADS entry.
 """
-import difflib
-
 import keras
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import Normalizer, StandardScaler
 from sklearn.svm import SVC
 
-from pipeline import PipelineError
+from pipeline import PipelineError, networks
+from pipeline.config import check_settings
 
 
 class DenseHead(ClassifierMixin, BaseEstimator):
@@ -36,38 +34,22 @@ class DenseHead(ClassifierMixin, BaseEstimator):
     def fit(self, X, y):
         self.classes_, y_index = np.unique(y, return_inverse=True)
         keras.utils.set_random_seed(self.random_state)
-        X_fit, X_stop, y_fit, y_stop = train_test_split(
-            X, y_index, test_size=self.validation_fraction, random_state=self.random_state,
-            stratify=y_index if np.bincount(y_index).min() >= 2 else None,
-        )
-        self.model_ = self._build(X.shape[1], len(self.classes_))
-        stop = keras.callbacks.EarlyStopping(patience=self.patience, restore_best_weights=True)
-        history = self.model_.fit(
-            X_fit, y_fit, validation_data=(X_stop, y_stop), epochs=self.epochs,
-            batch_size=self.batch_size, callbacks=[stop], verbose=0,
-        )
-        self.history_ = history.history
-        return self
-
-    def _build(self, n_features, n_classes):
-        binary = n_classes == 2
-        model = keras.Sequential([
-            keras.Input((n_features,)),
+        fit, stop = networks.stopping_split(y_index, self.validation_fraction, self.random_state)
+        n_classes = len(self.classes_)
+        self.model_ = networks.compile(keras.Sequential([
+            keras.Input((X.shape[1],)),
             keras.layers.Dense(self.units, activation="relu"),
             keras.layers.Dropout(self.dropout),
-            keras.layers.Dense(1 if binary else n_classes, activation="sigmoid" if binary else "softmax"),
-        ])
-        model.compile(
-            optimizer=keras.optimizers.Adam(self.learning_rate),
-            loss="binary_crossentropy" if binary else "sparse_categorical_crossentropy",
+            networks.output_layer(n_classes),
+        ]), n_classes, keras.optimizers.Adam(self.learning_rate))
+        self.history_ = networks.train(
+            self.model_, (X[fit], y_index[fit]), (X[stop], y_index[stop]),
+            self.epochs, self.patience, self.batch_size,
         )
-        return model
+        return self
 
     def predict_proba(self, X):
-        proba = self.model_.predict(np.asarray(X, dtype=np.float32), verbose=0).astype(np.float64)
-        if proba.shape[1] == 1:
-            proba = np.hstack([1 - proba, proba])
-        return proba / proba.sum(axis=1, keepdims=True)  # float32 softmax sums to 1 +- 1e-7
+        return networks.proba(self.model_, X)
 
     def predict(self, X):
         return self.classes_[self.predict_proba(X).argmax(axis=1)]
@@ -96,12 +78,7 @@ def make_head(name, spec, seed=0):
         raise PipelineError(f"{where}: unknown scale {scale!r}; use one of {', '.join(SCALERS)}")
     estimator_class, defaults = HEADS[kind]
     known = estimator_class().get_params()
-    for key in settings:
-        if key not in known:
-            by_lower = {k.lower(): k for k in known}
-            close = difflib.get_close_matches(key.lower(), list(by_lower), n=1)
-            hint = f"did you mean {by_lower[close[0]]!r}?" if close else f"known: {', '.join(sorted(known))}"
-            raise PipelineError(f"{where}: {kind} has no setting {key!r}; {hint}")
+    check_settings(f"{where}: {kind}", settings, known)
     seeded = {"random_state": seed} if "random_state" in known else {}
     estimator = estimator_class(**{**defaults, **seeded, **settings})
     if not hasattr(estimator, "predict_proba"):

@@ -1,6 +1,8 @@
 """Where the stages write, relative to the project folder (dvc.yaml names the same paths)."""
 from pathlib import Path
 
+from pipeline import data
+
 MANIFEST = Path("data/manifest.csv")
 SKIPPED = Path("data/skipped.csv")
 FEATURES = Path("features")
@@ -13,6 +15,12 @@ def features_file(split):
     return FEATURES / f"{split}.h5"
 
 
+def heldout_features():
+    """The features file of the split that results are reported on, or None if there is none."""
+    split = data.heldout_split(s for s in data.SPLITS if features_file(s).exists())
+    return split and features_file(split)
+
+
 def model_file(head):
     return MODELS / f"{head}.joblib"
 
@@ -23,3 +31,7 @@ def metrics_file(head):
 
 def predictions_file(head):
     return RESULTS / head / "predictions.csv"
+
+
+def history_file(name):
+    return RESULTS / name / "history.csv"

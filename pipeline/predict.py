@@ -1,4 +1,4 @@
-"""Label new images with a trained head: python -m pipeline.predict MODEL IMAGE_OR_FOLDER ...
+"""Label new images with a trained model: python -m pipeline.predict MODEL IMAGE_OR_FOLDER ...
 
 Writes a CSV of path, label and probability (of that label).
 """
@@ -9,9 +9,9 @@ import joblib
 import numpy as np
 import pandas as pd
 
-from pipeline import PipelineError, backbone, features
+from pipeline import PipelineError, augment, backbone, evaluation, features, networks
 from pipeline.files import write_csv
-from pipeline.images import files_under, unreadable
+from pipeline.images import files_under, load_image, unreadable
 from pipeline.stages import entry_point
 
 
@@ -37,17 +37,9 @@ def load_bundle(path):
 
 
 def predict(bundle, files, weights=None, batch_size=32):
-    """DataFrame of path, label, probability for `files`, using the backbone the head was trained on."""
-    meta = bundle["features"]
-    size = int(meta["input_size"])
-    model = backbone.build(weights or meta["weights"], size, meta["pooling"])
-    if backbone.weights_digest(model) != meta["weights_sha256"]:
-        raise PipelineError(
-            "these VGG16 weights differ from the ones the model was trained on: pass the "
-            "same weights with --weights (or the same VGG16_IMAGENET_WEIGHTS)"
-        )
-    X = np.concatenate(list(features.iter_batches(model, files, size, batch_size, "predict")))
-    proba = bundle["model"].predict_proba(X)
+    """DataFrame of path, label, probability for `files`, with the model's own input pipeline."""
+    proba = image_model_proba(bundle, files, batch_size) if "images" in bundle else \
+        head_proba(bundle, files, weights, batch_size)
     classes = np.asarray(bundle["classes"])
     return pd.DataFrame({
         "path": [str(f) for f in files],
@@ -56,10 +48,40 @@ def predict(bundle, files, weights=None, batch_size=32):
     })
 
 
+def head_proba(bundle, files, weights, batch_size):
+    """A head on bottleneck features: rebuild the backbone it was trained on, then apply the head."""
+    meta = bundle["features"]
+    size = int(meta["input_size"])
+    model = backbone.build(weights or meta["weights"], size, meta["pooling"])
+    if backbone.weights_digest(model) != meta["weights_sha256"]:
+        raise PipelineError(
+            "these VGG16 weights differ from the ones the model was trained on: pass the "
+            "same weights with --weights (or the same VGG16_IMAGENET_WEIGHTS)"
+        )
+    tta = bundle.get("tta", False)
+    batches = list(features.iter_batches(model, files, size, batch_size, "predict", mirrored=tta))
+    X = np.concatenate([b["features"] for b in batches])
+    flipped = np.concatenate([b["features_flipped"] for b in batches]) if tta else None
+    return evaluation.predict_proba(bundle["model"], X, len(bundle["classes"]), flipped)
+
+
+def image_model_proba(bundle, files, batch_size):
+    """An end-to-end Keras model (fine-tuned VGG16 or the scratch CNN) on the images themselves."""
+    settings = bundle["images"]
+    proba = []
+    for start in range(0, len(files), batch_size):
+        images = np.stack([load_image(f, settings["input_size"]) for f in files[start:start + batch_size]])
+        views = [images, augment.mirror(images)] if settings["tta"] else [images]
+        if settings["preprocess"] == "vgg16":
+            views = [backbone.preprocess(v) for v in views]
+        proba.append(np.mean([networks.proba(bundle["model"], v) for v in views], axis=0))
+    return np.concatenate(proba)
+
+
 @entry_point
 def main(argv):
     parser = argparse.ArgumentParser(prog="python -m pipeline.predict", description=__doc__.splitlines()[0])
-    parser.add_argument("model", help="a saved head, e.g. models/logreg.joblib")
+    parser.add_argument("model", help="a saved model, e.g. models/logreg.joblib or models/finetune_block5.joblib")
     parser.add_argument("images", nargs="+", help="image files or folders")
     parser.add_argument("-o", "--output", default="predictions.csv", help="CSV to write (default: %(default)s)")
     parser.add_argument("--weights", help="VGG16 weights file, if not the one recorded with the model")

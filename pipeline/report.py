@@ -1,43 +1,88 @@
-"""The comparison of every head: one table, confusion matrices, and the files that were skipped."""
-import json
+"""The comparison of every row (heads, fine-tuning, scratch CNN): one table and its figures.
 
+Rows are sorted by held-out accuracy. Each gets a 95% bootstrap interval and an exact McNemar
+test against the best row on the same images; Keras rows get learning curves; the best row's
+mistakes are shown as images.
+"""
+import json
+from pathlib import Path
+
+import numpy as np
 import pandas as pd
 
-from pipeline import data, features, paths, plots
+from pipeline import PipelineError, data, features, paths, plots, stats
 from pipeline.files import write_csv, write_text
 
-SHOWN = ("accuracy", "f1_macro", "roc_auc", "log_loss")
+SIGNIFICANCE = 0.05
+GRID_LIMIT = 36  # misclassified images shown: the most confident mistakes first
 
 
-def head_row(name, result):
-    row = {"head": name, "type": result["type"]}
-    for metric in SHOWN:
-        cv = result["cv"][metric]
-        row[f"CV {metric}"] = format_spread(cv["mean"], cv["std"])
-    heldout = result.get("heldout", {})
-    split = heldout.get("split", "held-out")
-    for metric in SHOWN:
-        row[f"{split} {metric}"] = format_value(heldout.get(metric))
-    row["fit s"] = f"{result['fit_seconds']:.1f}"
-    row["CV s"] = f"{result['cv_seconds']:.1f}"
-    return row
+def load_row(name):
+    metrics = json.loads(paths.metrics_file(name).read_text())
+    predictions = pd.read_csv(paths.predictions_file(name), dtype={"actual": str, "predicted": str})
+    return metrics, predictions
 
 
-def format_value(value):
-    return "n/a" if value is None else f"{value:.3f}"
+def summary_row(name, metrics, predictions):
+    correct = (predictions["actual"] == predictions["predicted"]).to_numpy()
+    low, high = stats.bootstrap_ci(correct)
+    cv = metrics.get("cv", {})
+    scored = metrics.get("heldout", {})
+    return {
+        "row": name,
+        "approach": metrics.get("approach", f"bottleneck + {metrics['type']}"),
+        "split": predictions["split"].iloc[0],
+        "images": len(predictions),
+        "accuracy": correct.mean(),
+        "ci_low": low,
+        "ci_high": high,
+        "errors": int((~correct).sum()),
+        "cv_accuracy": cv.get("accuracy", {}).get("mean"),
+        "cv_std": cv.get("accuracy", {}).get("std"),
+        "roc_auc": scored.get("roc_auc", cv.get("roc_auc", {}).get("mean")),
+        "tta": metrics.get("tta", False),
+        "seconds": metrics["fit_seconds"] + metrics.get("cv_seconds", 0),
+    }
 
 
-def format_spread(mean, std):
-    if mean is None:
+def comparison(rows, predictions):
+    """One row per model, best held-out accuracy first, each tested against the best."""
+    table = pd.DataFrame(rows).sort_values(["accuracy", "cv_accuracy"], ascending=False, na_position="last")
+    best = table["row"].iloc[0]
+    right = {name: (p["actual"] == p["predicted"]).to_numpy() for name, p in predictions.items()}
+    for name, p in predictions.items():
+        if list(p["path"]) != list(predictions[best]["path"]):
+            raise PipelineError(f"{name} and {best} were scored on different images: run `dvc repro`")
+    table["mcnemar_p"] = [np.nan if n == best else stats.mcnemar(right[n], right[best]) for n in table["row"]]
+    return table.reset_index(drop=True)
+
+
+def markdown_table(table):
+    shown = pd.DataFrame({
+        "row": table["row"],
+        "approach": table["approach"],
+        "CV accuracy": [fmt_spread(m, s) for m, s in zip(table["cv_accuracy"], table["cv_std"])],
+        "held-out accuracy": table["accuracy"].map("{:.3f}".format),
+        "95% CI": [f"{lo:.3f}-{hi:.3f}" for lo, hi in zip(table["ci_low"], table["ci_high"])],
+        "errors": [f"{e}/{n}" for e, n in zip(table["errors"], table["images"])],
+        "vs best (McNemar p)": table["mcnemar_p"].map(fmt_test),
+        "ROC AUC": table["roc_auc"].map(lambda v: "n/a" if pd.isna(v) else f"{v:.3f}"),
+        "TTA": table["tta"].map({True: "yes", False: "no"}),
+        "train s": table["seconds"].map("{:.0f}".format),
+    })
+    return shown.to_markdown(index=False)
+
+
+def fmt_spread(mean, std):
+    if mean is None or pd.isna(mean):
         return "n/a"
-    return f"{mean:.3f} ± {std:.3f}" if std is not None else f"{mean:.3f}"
+    return f"{mean:.3f} ± {std:.3f}"
 
 
-def comparison(heads):
-    """One row per head, best cross-validated accuracy first."""
-    results = {name: json.loads(paths.metrics_file(name).read_text()) for name in heads}
-    order = sorted(heads, key=lambda n: -(results[n]["cv"]["accuracy"]["mean"] or 0))
-    return pd.DataFrame([head_row(name, results[name]) for name in order])
+def fmt_test(p):
+    if pd.isna(p):
+        return "best"
+    return f"{p:.3g} ({'differs' if p < SIGNIFICANCE else 'same'})"
 
 
 def split_metadata():
@@ -46,34 +91,70 @@ def split_metadata():
             if paths.features_file(split).exists()}
 
 
-def write(heads, data_dir):
-    """Write reports/ (report.md, summary.csv, one confusion matrix per head); return the table."""
-    table = comparison(heads)
+def misclassified_grid(predictions, data_dir, title, path):
+    wrong = predictions[predictions["actual"] != predictions["predicted"]]
+    wrong = wrong.sort_values("probability", ascending=False).head(GRID_LIMIT)
+    if wrong.empty:
+        return "None: every held-out image is right."
+    captions = [f"{r.actual} -> {r.predicted} ({r.probability:.2f})" for r in wrong.itertuples()]
+    plots.image_grid([Path(data_dir) / p for p in wrong["path"]], captions, title, path)
+    shown = f"the {len(wrong)} most confident" if len(wrong) == GRID_LIMIT else "all"
+    return f"{shown} (true -> predicted (probability)):\n\n![misclassified]({path.name})"
+
+
+def write(names, data_dir):
+    """Write reports/ (report.md, summary.csv and figures) for the rows `names`; return the table."""
+    loaded = {name: load_row(name) for name in names}
     splits = split_metadata()
+    extraction = sum(m["seconds"] for m in splits.values())
+    table = comparison([summary_row(n, *loaded[n]) for n in names], {n: p for n, (_, p) in loaded.items()})
+    table["extraction_seconds"] = extraction
     meta = splits["train"]
     classes = json.loads(meta["classes"])
+    best = table["row"].iloc[0]
+    heldout = f"{table['split'].iloc[0]} ({table['images'].iloc[0]} images)"
     sections = [
-        "# Head comparison",
-        f"Data: `{data_dir}`; classes: {', '.join(classes)}. Features: VGG16 "
-        f"({meta['weights']}, sha256 {meta['weights_sha256'][:12]}), input {meta['input_size']} px, "
-        f"{meta['pooling']} pooling.",
-        "Sorted by cross-validated accuracy (mean ± standard deviation over folds).",
-        table.to_markdown(index=False),
+        "# Comparison",
+        f"Data: `{data_dir}`; classes: {', '.join(classes)}. Features: VGG16 ({meta['weights']}, "
+        f"sha256 {meta['weights_sha256'][:12]}), input {meta['input_size']} px, {meta['pooling']} pooling, "
+        f"{meta['augmented_copies']} augmented copies per training image.",
+        f"Scored on {heldout}, sorted by accuracy there. CV: k-fold on the training images, an image's "
+        "augmented copies always in its fold. 95% CI: percentile bootstrap over the scored images. "
+        f"McNemar: exact test of each row's right/wrong answers against the best row's ({best}) on "
+        f"the same images; 'differs' when p < {SIGNIFICANCE}. Train s: CV and final fit.",
+        markdown_table(table),
         "## Feature extraction",
-        "\n".join(f"- {split}: {m['images']} images, {m['images'] / m['seconds']:.1f} images/s"
-                  for split, m in splits.items()),
-        "## Confusion matrices",
+        "\n".join(f"- {split}: {m['images']} images, {m['images'] / m['seconds']:.2f} images/s "
+                  f"({m['seconds']:.0f} s, with copies and mirror images)" for split, m in splits.items()),
     ]
-    for name in table["head"]:
-        predictions = pd.read_csv(paths.predictions_file(name), dtype={"actual": str, "predicted": str})
+    sections += finetune_speed_section(loaded)
+    sections += ["## Misclassified by the best row",
+                 misclassified_grid(loaded[best][1], data_dir, f"{best}: mistakes", paths.REPORTS / "misclassified.png")]
+    sections.append("## Learning curves")
+    for name in names:
+        if paths.history_file(name).exists():
+            image = f"curve_{name}.png"
+            plots.learning_curve(pd.read_csv(paths.history_file(name)), name, paths.REPORTS / image)
+            sections.append(f"![{name} learning curve]({image})")
+    sections.append("## Confusion matrices")
+    for name in table["row"]:
         image = f"confusion_{name}.png"
-        split = predictions["split"].iloc[0]
-        plots.confusion_matrix(predictions, classes, f"{name} ({split})", paths.REPORTS / image)
+        predictions = loaded[name][1]
+        plots.confusion_matrix(predictions, classes, f"{name} ({predictions['split'].iloc[0]})",
+                               paths.REPORTS / image)
         sections.append(f"![{name}]({image})")
     sections += ["## Skipped files", skipped_section()]
     write_csv(paths.REPORTS / "summary.csv", table)
     write_text(paths.REPORTS / "report.md", "\n\n".join(sections) + "\n")
     return table
+
+
+def finetune_speed_section(loaded):
+    lines = [f"- {name}: a training step takes {m['full_seconds_per_image'] * 1000:.0f} ms per image through "
+             f"all of VGG16 and {m['cached_seconds_per_image'] * 1000:.0f} ms from cached block-4 output: "
+             f"**{m['speedup']:.1f}x faster**; {m['epochs']} epochs in {m['fit_seconds']:.0f} s."
+             for name, (m, _) in loaded.items() if "speedup" in m]
+    return ["## Fine-tuning speed", "\n".join(lines)] if lines else []
 
 
 def skipped_section():

@@ -41,8 +41,12 @@ def project(tmp_path, shared_datasets, imagenet_weights):
     params = yaml.safe_load((PROJECT / "params.yaml").read_text())
     params["data"]["dir"] = str(data)
     params["backbone"]["input_size"] = 150
+    params["augment"].update(copies=1, horizontal_flip=True)
+    params["evaluate"].update(folds=3, tta=True)
     params["heads"] = {"logreg": {"type": "logreg", "C": 1.0},
-                       "dense": {"type": "dense", "epochs": 30, "patience": 5}}
+                       "dense": {"type": "dense", "scale": "l2", "epochs": 30, "patience": 5}}
+    params["finetune"] = {"finetune_block5": {"head": "dense", "epochs": 2, "patience": 2, "batch_size": 8}}
+    params["scratch"] = {"scratch_cnn": {"input_size": 64, "epochs": 2, "patience": 2, "batch_size": 8}}
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["git", "init", "-q"], root)
     run([sys.executable, "-m", "dvc", "init", "-q"], root)
@@ -60,7 +64,14 @@ def test_repro_report_rerun_and_predict(project):
 
     report = (project / "reports/report.md").read_text()
     assert "train/cats/broken.jpg" in report and "train/dogs/notes.txt" in report
-    assert (project / "reports/confusion_dense.png").stat().st_size > 0
+    summary = pd.read_csv(project / "reports/summary.csv")
+    assert set(summary["row"]) == {"logreg", "dense", "finetune_block5", "scratch_cnn"}
+    assert (summary["images"] == 16).all() and summary["mcnemar_p"].isna().sum() == 1
+    for figure in ("confusion_dense", "curve_dense", "curve_finetune_block5", "curve_scratch_cnn"):
+        assert (project / f"reports/{figure}.png").stat().st_size > 0
+    # Fine-tuning from cached block-4 output costs much less per step than running all of VGG16.
+    tuned = yaml.safe_load((project / "results/finetune_block5/metrics.json").read_text())
+    assert tuned["speedup"] > 2 and tuned["training_views"] == 2 and tuned["tta"] is True
 
     # A head's hyperparameter changes: that head refits, nothing else runs again.
     features_written = (project / "features/train.h5").stat().st_mtime_ns
@@ -71,6 +82,7 @@ def test_repro_report_rerun_and_predict(project):
     assert "Running stage 'train@logreg'" in second.stdout
     assert "Running stage 'features'" not in second.stdout
     assert "Running stage 'train@dense'" not in second.stdout
+    assert "Running stage 'finetune@finetune_block5'" not in second.stdout
     assert (project / "features/train.h5").stat().st_mtime_ns == features_written
 
     test_images = Path(params["data"]["dir"]) / "test"
@@ -80,6 +92,15 @@ def test_repro_report_rerun_and_predict(project):
     assert len(labels) == 16
     truth = labels["path"].str.contains("/dogs/").map({True: "dogs", False: "cats"})
     assert (labels["label"] == truth).mean() >= 0.8
+
+    # The saved fine-tuned VGG16, run on the images, agrees with the cached path that scored it.
+    run([sys.executable, "-m", "pipeline.predict", "models/finetune_block5.joblib", str(test_images),
+         "-o", "tuned.csv"], project)
+    tuned = pd.read_csv(project / "tuned.csv").assign(path=lambda t: t["path"].str.split("/test/").str[1])
+    scored = pd.read_csv(project / "results/finetune_block5/predictions.csv")
+    merged = scored.assign(path=scored["path"].str.split("test/").str[1]).merge(tuned, on="path")
+    assert len(merged) == 16 and (merged["label"] == merged["predicted"]).all()
+    assert merged["probability_x"].to_numpy() == pytest.approx(merged["probability_y"].to_numpy(), abs=1e-4)
 
 
 @pytest.mark.parametrize("change, message", [

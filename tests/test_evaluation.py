@@ -1,9 +1,10 @@
 import numpy as np
 import pytest
 from sklearn.datasets import make_classification
+from sklearn.neighbors import KNeighborsClassifier
 
 from pipeline import PipelineError
-from pipeline.evaluation import METRICS, evaluate, scores
+from pipeline.evaluation import METRICS, cross_validate, evaluate, grouped_folds, scores
 from pipeline.features import Features
 from pipeline.heads import make_head
 
@@ -54,3 +55,34 @@ def test_a_bad_setting_value_fails_with_the_estimators_reason():
     with pytest.raises(PipelineError, match=r"'C' parameter of LogisticRegression must be"):
         evaluate(make_head("logreg", {"type": "logreg", "C": -1.0}),
                  split_features(50, "train"), None, folds=5, seed=0)
+
+
+def test_grouped_folds_keep_every_copy_of_an_image_in_its_fold():
+    y = np.repeat([0, 1, 2], 10)
+    tested = []
+    for train, test in grouped_folds(y, n_views=4, folds=5, seed=0):
+        assert not set(train // 4) & set(test // 4)  # no image on both sides, in any of its views
+        assert (test % 4 == 0).all()  # scored on the images themselves, not on their copies
+        assert len(train) == 4 * len(set(train // 4))  # every view of a training image is used
+        tested += list(test // 4)
+    assert sorted(tested) == list(range(30))
+
+
+def test_twins_across_folds_would_show_as_a_perfect_score_on_random_labels():
+    """A 1-nearest-neighbour model finds an image's exact copy if a fold trained on it."""
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(60, 5)), rng.integers(0, 2, 60)
+    views = np.repeat(X[:, None], 3, axis=1)  # two "augmented" copies identical to the image
+    _, per_fold = cross_validate(KNeighborsClassifier(1), views, y, 2, folds=5, seed=0)
+    assert per_fold["accuracy"].mean() < 0.75  # chance is 0.5; leaking twins would give 1.0
+
+
+def test_test_time_augmentation_averages_image_and_mirror():
+    train, test = split_features(100, "train"), split_features(40, "test", offset=100)
+    test.flipped = -test.X  # a "mirror" the model sees as the opposite class
+    model = make_head("logreg", {"type": "logreg"})
+    _, plain, _ = evaluate(model, train, test, folds=5, seed=0, tta=False)
+    _, averaged, predictions = evaluate(model, train, test, folds=5, seed=0, tta=True)
+    assert averaged["tta"] and not plain["tta"]
+    assert averaged["heldout"]["accuracy"] < plain["heldout"]["accuracy"]
+    assert predictions["probability"].max() < 0.9  # opposite votes pull towards 0.5

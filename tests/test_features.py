@@ -2,10 +2,11 @@ import h5py
 import numpy as np
 import pytest
 
-from pipeline import backbone, features
+from pipeline import augment, backbone, features
 from tests.conftest import make_tree
 
 SETTINGS = {"input_size": 32, "pooling": "avg"}
+FLIP_ONLY = {"rotation": 0, "width_shift": 0, "height_shift": 0, "shear": 0, "zoom": 0, "horizontal_flip": True}
 
 
 @pytest.fixture
@@ -27,13 +28,31 @@ def test_a_split_is_written_with_everything_needed_to_reuse_it(tmp_path, model, 
     assert read.meta["weights_sha256"] == backbone.weights_digest(model)
     assert read.meta["preprocessing"].startswith("keras.applications.vgg16.preprocess_input")
     # Batches give the same numbers as one pass over all images.
-    whole = np.concatenate(list(features.iter_batches(model, files, 32, batch_size=6)))
+    whole = next(features.iter_batches(model, files, 32, batch_size=6))["features"]
     np.testing.assert_allclose(read.X, whole, rtol=1e-4, atol=1e-4)
+    assert read.augmented is None and read.flipped is None and read.views().shape == (6, 1, 512)
+
+
+def test_copies_and_mirror_images_are_stored_beside_each_image(tmp_path, random_weights):
+    files = sorted(make_tree(tmp_path / "images", per_class=2).rglob("*.png"))
+    base = backbone.conv_base(str(random_weights), 32)
+    model = backbone.extractor(base, "avg")
+    copies = augment.Copies(FLIP_ONLY, count=2, seed=0)
+    out = tmp_path / "train.h5"
+    features.write_split(out, model, files, [0, 0, 1, 1], ["p"] * 4, ["a", "b"],
+                         {"input_size": 32, "split": "train"}, batch_size=3, copies=copies, mirrored=True)
+    read, block4 = features.read(out), features.read(out, backbone.BLOCK4)
+    assert read.augmented.shape == (4, 2, 512) and read.flipped.shape == (4, 512)
+    assert block4.X.shape == (4, 2, 2, 512) and block4.augmented.shape == (4, 2, 2, 2, 512)
+    # With only the flip switched on, copy 0 is the mirror image and copy 1 the image itself.
+    np.testing.assert_allclose(read.augmented[:, 0], read.flipped, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(read.augmented[:, 1], read.X, rtol=1e-4, atol=1e-4)
+    assert read.views().shape == (4, 3, 512)
 
 
 def test_extraction_streams_in_batches(tmp_path, model):
     files = sorted(make_tree(tmp_path / "images", per_class=5).rglob("*.png"))
-    sizes = [len(b) for b in features.iter_batches(model, files, 32, batch_size=4)]
+    sizes = [len(b["features"]) for b in features.iter_batches(model, files, 32, batch_size=4)]
     assert sizes == [4, 4, 2]
 
 

@@ -16,7 +16,7 @@ def saved_model(tmp_path, random_weights):
     """A logistic-regression head trained on random-VGG16 features of red and blue images."""
     files = sorted(make_tree(tmp_path / "train", per_class=8).rglob("*.png"))
     model = backbone.build(str(random_weights), **SETTINGS)
-    X = next(features.iter_batches(model, files, 32, batch_size=len(files)))
+    X = next(features.iter_batches(model, files, 32, batch_size=len(files)))["features"]
     y = [0 if "blue" in f.parts else 1 for f in files]
     bundle = {"model": make_head("logreg", {"type": "logreg"}).fit(X, y), "classes": ["blue", "red"],
               "features": features.describe(model, {"weights": str(random_weights), **SETTINGS})}

@@ -1,9 +1,9 @@
-"""Stage features: VGG16 bottleneck features of every split, one HDF5 file each."""
+"""Stage features: VGG16 features (and block 4's output) of every split, one HDF5 file each."""
 from pathlib import Path
 
 import pandas as pd
 
-from pipeline import backbone, data, features, paths
+from pipeline import augment, backbone, data, features, paths
 from pipeline.config import load_params
 from pipeline.stages import entry_point
 
@@ -11,24 +11,29 @@ from pipeline.stages import entry_point
 @entry_point
 def main(argv):
     params = load_params()
-    settings = params["backbone"]
+    settings, augmentation = params["backbone"], params["augment"]
     manifest = pd.read_csv(paths.MANIFEST, dtype=str)
     classes = data.class_names(manifest)
-    model = backbone.build(settings["weights"], settings["input_size"], settings["pooling"])
-    meta = features.describe(model, settings)
+    base = backbone.conv_base(settings["weights"], settings["input_size"])
+    model = backbone.extractor(base, settings["pooling"])
+    meta = features.describe(base, settings)
+    heldout = data.heldout_split(manifest["split"])
     root = Path(params["data"]["dir"])
     for split in data.SPLITS:
         rows = manifest[manifest["split"] == split]
         if rows.empty:
             continue
+        copies = augmentation["copies"] if split == "train" else 0  # held-out images stay as they are
         speed = features.write_split(
             paths.features_file(split), model,
             files=[root / p for p in rows["path"]],
             labels=[classes.index(label) for label in rows["label"]],
             rel_paths=list(rows["path"]), classes=classes, meta={**meta, "split": split},
             batch_size=settings["batch_size"],
+            copies=augment.Copies(augmentation, copies, params["evaluate"]["seed"]),
+            mirrored=params["evaluate"]["tta"] and split == heldout,
         )
-        print(f"{split}: {len(rows)} images, {speed:.1f} images/s")
+        print(f"{split}: {len(rows)} images (+{copies} augmented copies each), {speed:.1f} images/s")
 
 
 if __name__ == "__main__":

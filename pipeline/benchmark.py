@@ -1,0 +1,141 @@
+"""Run the pipeline on benchmark datasets and tabulate accuracy and time against published figures.
+
+python -m pipeline.benchmark DATASET_DIR... [--approaches heads finetune scratch]
+
+Each dataset gets its own DVC workspace under --work (a copy of this project with the dataset's
+settings from --config), so an interrupted benchmark resumes where it stopped. Not a test: a
+full run takes hours on a laptop CPU.
+"""
+import argparse
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from pipeline import PipelineError
+from pipeline.config import ROW_SECTIONS
+from pipeline.files import write_text
+from pipeline.stages import entry_point
+
+PROJECT = Path(__file__).resolve().parents[1]
+PROJECT_FILES = ("dvc.yaml", ".dvcignore")
+
+
+def workspace_params(base, overrides, data_dir, approaches):
+    """The project's params with a dataset's overrides; rows of approaches not chosen are dropped."""
+    params = yaml.safe_load(yaml.safe_dump(base))  # a deep copy
+    for section, values in overrides.items():
+        if section in ROW_SECTIONS or not isinstance(values, dict):
+            params[section] = values  # a dataset's own list of rows replaces the project's
+        else:
+            params[section].update(values)
+    params["data"]["dir"] = str(Path(data_dir).resolve())
+    for section in ROW_SECTIONS:
+        if section not in approaches:
+            params[section] = {}
+    return params
+
+
+def prepare_workspace(folder, params):
+    """A DVC project in `folder` running this checkout's code on `params`; outputs there are kept."""
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(folder / "pipeline", ignore_errors=True)
+    shutil.copytree(PROJECT / "pipeline", folder / "pipeline", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in PROJECT_FILES:
+        shutil.copy(PROJECT / name, folder / name)
+    write_text(folder / "params.yaml", yaml.safe_dump(params, sort_keys=False))
+    if not (folder / ".dvc").is_dir():
+        subprocess.run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], cwd=folder, check=True)
+
+
+def run_dataset(data_dir, config, approaches, work):
+    """`dvc repro` one dataset in its workspace; returns (its report's rows, wall seconds)."""
+    name = Path(data_dir).name
+    entry = config.get(name, {})
+    folder = work / name
+    base = yaml.safe_load((PROJECT / "params.yaml").read_text())
+    prepare_workspace(folder, workspace_params(base, entry.get("params", {}), data_dir, approaches))
+    start = time.perf_counter()
+    with open(folder / "repro.log", "w") as log:
+        result = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=folder, stdout=log,
+                                stderr=subprocess.STDOUT)
+    seconds = time.perf_counter() - start
+    if result.returncode != 0:
+        raise PipelineError(f"dvc repro failed on {name}: see {folder / 'repro.log'}")
+    rows = pd.read_csv(folder / "reports" / "summary.csv")
+    return rows.assign(dataset=name), seconds
+
+
+def summary_line(name, rows, entry, seconds):
+    best = rows.iloc[0]
+    target = entry.get("target")
+    met = "n/a" if target is None else ("yes" if best["accuracy"] >= target else "no")
+    return {
+        "dataset": name,
+        "held-out": f"{best['split']} ({int(best['images'])})",
+        "published": entry.get("published", "n/a"),
+        "target": "n/a" if target is None else f">= {target}",
+        "best row": best["row"],
+        "accuracy": f"{best['accuracy']:.3f}",
+        "95% CI": f"{best['ci_low']:.3f}-{best['ci_high']:.3f}",
+        "errors": int(best["errors"]),
+        "met": met,
+        "extraction s": f"{best['extraction_seconds']:.0f}",
+        "this run's wall s": f"{seconds:.0f}",
+    }
+
+
+def detail_table(rows):
+    table = rows[["row", "approach", "accuracy", "ci_low", "ci_high", "errors", "mcnemar_p", "seconds"]].copy()
+    table["95% CI"] = table.pop("ci_low").map("{:.3f}".format) + "-" + table.pop("ci_high").map("{:.3f}".format)
+    table["accuracy"] = table["accuracy"].map("{:.3f}".format)
+    table["McNemar p vs best"] = table.pop("mcnemar_p").map(lambda p: "best" if pd.isna(p) else f"{p:.3g}")
+    table["train s"] = table.pop("seconds").map("{:.0f}".format)
+    return table.to_markdown(index=False)
+
+
+def write_results(path, command, summaries, details):
+    sections = [
+        "# Benchmark",
+        f"Made by `{command}` on {time.strftime('%Y-%m-%d')}, {sys.platform}. The best row is the one "
+        "with the highest held-out accuracy; targets and published figures are from the issue and "
+        "../shared/README.md. Settings per dataset: benchmarks/datasets.yaml, tuned by CV on training data only.",
+        pd.DataFrame(summaries).to_markdown(index=False),
+    ]
+    for name, table in details.items():
+        sections += [f"## {name}", table]
+    write_text(path, "\n\n".join(sections) + "\n")
+
+
+@entry_point
+def main(argv):
+    parser = argparse.ArgumentParser(prog="python -m pipeline.benchmark", description=__doc__.splitlines()[0])
+    parser.add_argument("datasets", nargs="+", help="dataset folders (DIR/<split>/<class>/<image>)")
+    parser.add_argument("--approaches", nargs="+", choices=ROW_SECTIONS, default=list(ROW_SECTIONS))
+    parser.add_argument("--config", default=PROJECT / "benchmarks/datasets.yaml",
+                        help="published figures, targets and settings per dataset (default: %(default)s)")
+    parser.add_argument("--work", default=PROJECT / "benchmarks/work", help="workspaces (default: %(default)s)")
+    parser.add_argument("--out", default=PROJECT / "benchmarks/results.md", help="table to write (default: %(default)s)")
+    args = parser.parse_args(argv)
+    config = yaml.safe_load(Path(args.config).read_text()) or {}
+    summaries, details = [], {}
+    for data_dir in args.datasets:
+        if not Path(data_dir).is_dir():
+            raise PipelineError(f"dataset folder {data_dir} not found")
+        name = Path(data_dir).name
+        print(f"{name}: dvc repro in {Path(args.work) / name} ...", flush=True)
+        rows, seconds = run_dataset(data_dir, config, args.approaches, Path(args.work))
+        summaries.append(summary_line(name, rows, config.get(name, {}), seconds))
+        details[name] = detail_table(rows)
+        print(pd.DataFrame([summaries[-1]]).to_string(index=False), flush=True)
+    command = "python -m pipeline.benchmark " + " ".join(argv)
+    write_results(Path(args.out), command, summaries, details)
+    print(f"written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()

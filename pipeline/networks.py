@@ -1,0 +1,73 @@
+"""What every Keras classifier here shares: its output layer, loss, early stopping and probabilities."""
+import math
+
+import keras
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+
+def output_layer(n_classes):
+    """One sigmoid unit for two classes, else a softmax over the classes."""
+    if n_classes == 2:
+        return keras.layers.Dense(1, activation="sigmoid")
+    return keras.layers.Dense(n_classes, activation="softmax")
+
+
+def compile(model, n_classes, optimizer):
+    model.compile(
+        optimizer=optimizer,
+        loss="binary_crossentropy" if n_classes == 2 else "sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def train(model, data, validation, epochs, patience, batch_size=None, log=False):
+    """Fit with early stopping on validation loss, keeping the best epoch; returns the history.
+
+    `log` prints one line per epoch, for the long trainings (fine-tuning, the scratch CNN).
+    """
+    callbacks = [keras.callbacks.EarlyStopping(patience=patience, restore_best_weights=True)]
+    if log:
+        callbacks.append(keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: print(
+            f"epoch {epoch + 1}: " + ", ".join(f"{k} {v:.4f}" for k, v in logs.items()), flush=True)))
+    inputs = data if isinstance(data, keras.utils.PyDataset) else data[0]
+    targets = None if isinstance(data, keras.utils.PyDataset) else data[1]
+    history = model.fit(inputs, targets, validation_data=validation, epochs=epochs,
+                        batch_size=batch_size, callbacks=callbacks, verbose=0)
+    return history.history
+
+
+def proba(model, X):
+    """(n, n_classes) float64 probabilities that sum to 1, also from a single sigmoid unit."""
+    out = model.predict(np.asarray(X, dtype=np.float32), verbose=0).astype(np.float64)
+    if out.shape[1] == 1:
+        out = np.hstack([1 - out, out])
+    return out / out.sum(axis=1, keepdims=True)  # float32 softmax sums to 1 +- 1e-7
+
+
+def stopping_split(y, fraction, seed):
+    """(fit indices, early-stopping indices): a stratified slice of the training images."""
+    stratify = y if np.bincount(y).min() >= 2 else None
+    return train_test_split(np.arange(len(y)), test_size=fraction, random_state=seed, stratify=stratify)
+
+
+class RandomViews(keras.utils.PyDataset):
+    """Every image once per epoch, as one of its cached views (image or augmented copy) at random."""
+
+    def __init__(self, views, y, batch_size, seed):
+        super().__init__()
+        self.views, self.y, self.batch_size = views, y, batch_size
+        self.rng = np.random.default_rng(seed)
+        self.on_epoch_end()
+
+    def __len__(self):
+        return math.ceil(len(self.y) / self.batch_size)
+
+    def __getitem__(self, index):
+        rows = self.order[index * self.batch_size:(index + 1) * self.batch_size]
+        return self.views[rows, self.pick[rows]], self.y[rows]
+
+    def on_epoch_end(self):
+        self.order = self.rng.permutation(len(self.y))
+        self.pick = self.rng.integers(0, self.views.shape[1], len(self.y))

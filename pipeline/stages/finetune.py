@@ -1,0 +1,77 @@
+"""Stage finetune@NAME: fine-tune VGG16's block 5 with a trained dense head, on cached block-4 output."""
+import time
+from pathlib import Path
+
+import joblib
+import pandas as pd
+
+from pipeline import PipelineError, backbone, data, evaluation, features, finetune, networks, outputs, paths
+from pipeline.config import check_settings, load_params
+from pipeline.scratch import load_images
+from pipeline.stages import entry_point, run_name
+
+FIXED = ("head", "weights", "input_size", "pooling", "expected_sha256", "random_state")  # not settings
+
+
+@entry_point
+def main(argv):
+    params = load_params()
+    name = run_name(argv, params, "finetune")
+    settings = dict(params["finetune"][name])
+    head_name = settings.pop("head", None)
+    where = f"params.yaml: finetune.{name}"
+    if head_name not in params["heads"] or params["heads"][head_name].get("type") != "dense":
+        raise PipelineError(f"{where}.head must name a head of type dense under heads:, not {head_name!r}")
+    check_settings(where, settings, set(finetune.FineTuner().get_params()) - set(FIXED))
+    head = joblib.load(paths.model_file(head_name))
+    train = features.read(paths.features_file("train"), backbone.BLOCK4)
+    heldout_file = paths.heldout_features()
+    if heldout_file is None:
+        raise PipelineError(f"fine-tuning is scored on a test or validation split and there is none: "
+                            f"set data.split.test above 0, or finetune: {{}} in params.yaml")
+    heldout = features.read(heldout_file, backbone.BLOCK4)
+    meta, seed = train.meta, params["evaluate"]["seed"]
+    tuner = finetune.FineTuner(head["model"], meta["weights"], int(meta["input_size"]), meta["pooling"],
+                               expected_sha256=meta["weights_sha256"], random_state=seed, **settings)
+    start = time.perf_counter()
+    fit, validation = stopping_data(train, seed)
+    tuner.fit(train.views()[fit], train.y[fit], validation)
+    seconds = time.perf_counter() - start
+    tta = params["evaluate"]["tta"] and heldout.flipped is not None
+    proba = tuner.predict_proba(heldout.X, heldout.flipped if tta else None)
+    scores, predictions = evaluation.outcome(proba, heldout, train.classes, heldout.meta["split"])
+    sample = slice(0, tuner.batch_size)
+    images = load_images([Path(params["data"]["dir"]) / p for p in train.paths[sample]], tuner.input_size)
+    speed = finetune.speedup(tuner, images, train.X[sample], train.y[sample])
+    metrics = {
+        "type": "finetune", "approach": f"fine-tuned block 5 + {head_name}", "heldout": scores,
+        "fit_seconds": seconds, "epochs": len(tuner.history_["loss"]), "tta": tta,
+        "training_views": int(train.views().shape[1]), **speed,
+    }
+    bundle = {"model": tuner.model_, "classes": train.classes, "images": image_input(tuner, tta)}
+    outputs.save(name, bundle, evaluation.to_builtin(metrics), predictions, tuner.history_)
+    print(outputs.summary(name, metrics))
+    print(f"a training step costs {speed['speedup']:.1f}x less per image from cached block-4 output")
+
+
+def stopping_data(train, seed):
+    """(training images to fit on, (block-4 output, labels) to stop early on).
+
+    The validation split when there is one besides the reported split; else a slice of the
+    training images, which are then left out of the fit.
+    """
+    split = data.stopping_split(s for s in data.SPLITS if paths.features_file(s).exists())
+    if split:
+        stop = features.read(paths.features_file(split), backbone.BLOCK4)
+        return slice(None), (stop.X, stop.y)
+    fit, held = networks.stopping_split(train.y, 0.15, seed)
+    return fit, (train.X[held], train.y[held])
+
+
+def image_input(tuner, tta):
+    """How predict feeds images to a saved end-to-end model."""
+    return {"input_size": tuner.input_size, "preprocess": "vgg16", "tta": tta}
+
+
+if __name__ == "__main__":
+    main()

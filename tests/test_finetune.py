@@ -1,0 +1,67 @@
+import numpy as np
+import pytest
+
+from pipeline import PipelineError, backbone, finetune, networks
+from pipeline.heads import make_head
+
+SIZE = 32
+
+
+@pytest.fixture(scope="module")
+def setup(random_weights):
+    """Random images, their block-4 output and features, and a dense head trained on the features."""
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 255, (16, SIZE, SIZE, 3)).astype(np.float32)
+    y = np.array([0, 1] * 8)
+    out = backbone.extractor(backbone.conv_base(str(random_weights), SIZE), "flatten").predict(
+        backbone.preprocess(images), verbose=0)
+    head = make_head("dense", {"type": "dense", "scale": "l2", "epochs": 2}).fit(out["features"], y)
+    return images, out["block4_pool"], out["features"], y, head
+
+
+def tuned(setup, random_weights, **settings):
+    images, block4, _, y, head = setup
+    tuner = finetune.FineTuner(head, str(random_weights), SIZE, "flatten", epochs=2, patience=2,
+                               batch_size=4, learning_rate=1e-2, **settings)
+    return tuner.fit(block4[:, None], y, validation=(block4, y))
+
+
+def test_the_head_as_keras_layers_gives_the_scikit_learn_pipelines_probabilities(setup, random_weights):
+    images, block4, X, y, head = setup
+    tuner = finetune.FineTuner(head, str(random_weights), SIZE, "flatten").build()
+    np.testing.assert_allclose(tuner.predict_proba(block4), head.predict_proba(X), atol=1e-5)
+
+
+def test_only_block5_and_the_head_change_while_blocks_1_to_4_stay_frozen(setup, random_weights):
+    before = backbone.conv_base(str(random_weights), SIZE)
+    tuner = tuned(setup, random_weights)
+    for layer in before.layers[1:]:  # all but the input
+        after = tuner.model_.get_layer(layer.name)
+        for old, new in zip(layer.get_weights(), after.get_weights()):
+            if layer.name.startswith("block5"):
+                assert after.trainable and not np.allclose(old, new)
+            else:
+                assert not after.trainable
+                np.testing.assert_array_equal(old, new)
+
+
+def test_the_cached_path_gives_the_full_models_outputs(setup, random_weights):
+    images, block4, *_ = setup
+    tuner = tuned(setup, random_weights)
+    full = networks.proba(tuner.model_, backbone.preprocess(images))
+    np.testing.assert_allclose(tuner.predict_proba(block4), full, atol=1e-5)
+
+
+def test_features_made_with_other_weights_are_refused(setup, random_weights):
+    with pytest.raises(PipelineError, match="weights differ"):
+        tuned(setup, random_weights, expected_sha256="0" * 64)
+
+
+@pytest.mark.parametrize("spec, message", [
+    ({"type": "logreg"}, "head of type dense"),
+    ({"type": "dense", "scale": "standard", "epochs": 1}, "scale: l2 or none"),
+])
+def test_heads_that_cannot_be_fine_tuned_are_refused(setup, spec, message):
+    _, _, X, y, _ = setup
+    with pytest.raises(PipelineError, match=message):
+        finetune.head_layers(make_head("head", spec).fit(X, y))
