@@ -119,7 +119,8 @@ def main(argv):
     parser.add_argument("--config", default=PROJECT / "benchmarks/datasets.yaml",
                         help="published figures, targets and settings per dataset (default: %(default)s)")
     parser.add_argument("--work", default=PROJECT / "benchmarks/work", help="workspaces (default: %(default)s)")
-    parser.add_argument("--out", default=PROJECT / "benchmarks/results.md", help="table to write (default: %(default)s)")
+    parser.add_argument("--out", default=PROJECT / "benchmarks/results.md",
+                        help="table to write (default: %(default)s)")
     args = parser.parse_args(argv)
     config = yaml.safe_load(Path(args.config).read_text()) or {}
     summaries, details = [], {}

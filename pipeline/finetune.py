@@ -7,7 +7,6 @@ shared with a full VGG16 model, which is what gets saved and labels new images.
 import time
 
 import keras
-import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.preprocessing import StandardScaler
 

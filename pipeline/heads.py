@@ -1,8 +1,9 @@
 """Classifier heads for bottleneck features, all scikit-learn estimators.
 
 A head in params.yaml is a name mapped to its `type`, an optional `scale`
-(standard, l2 or none, applied inside the pipeline so each CV fold fits its own)
-and the estimator's own settings. Adding a type is one class and one HEADS entry.
+(standard, l2 or none, applied inside the pipeline so each CV fold fits its own), an
+optional `layer` (which cached VGG16 output it reads) and the estimator's own settings.
+Adding a type is one class and one HEADS entry.
 """
 import keras
 import numpy as np
@@ -63,6 +64,24 @@ HEADS = {
     "rbf_svm": (SVC, {"kernel": "rbf"}),
 }
 SCALERS = {"standard": StandardScaler, "l2": Normalizer, "none": None}
+# layer -> (array in the features files, how it becomes one vector per image)
+LAYERS = {
+    "block5": ("features", None),  # the backbone's pooled output (backbone.pooling)
+    # Block 4's output averaged over positions: mid-level features, which did better in CV
+    # where the images are far from ImageNet's photos (mri-alzheimer).
+    "block4": ("block4_pool", lambda maps: maps.mean(axis=(-3, -2))),
+}
+
+
+def layer_of(spec):
+    """The `layer` a head reads: block5 unless params.yaml says otherwise."""
+    return spec.get("layer", "block5") if isinstance(spec, dict) else "block5"
+
+
+def vectors(arrays, layer):
+    """One vector per image (and per view) from the cached arrays of `layer`."""
+    _, reduce = LAYERS[layer]
+    return arrays if reduce is None or arrays is None else reduce(arrays)
 
 
 def make_head(name, spec, seed=0):
@@ -71,7 +90,9 @@ def make_head(name, spec, seed=0):
     if not isinstance(spec, dict) or "type" not in spec:
         raise PipelineError(f"{where} needs a type: one of {', '.join(HEADS)}")
     settings = dict(spec)
-    kind, scale = settings.pop("type"), settings.pop("scale", "standard")
+    kind, scale, layer = settings.pop("type"), settings.pop("scale", "standard"), settings.pop("layer", "block5")
+    if layer not in LAYERS:
+        raise PipelineError(f"{where}: unknown layer {layer!r}; use one of {', '.join(LAYERS)}")
     if kind not in HEADS:
         raise PipelineError(f"{where}: unknown type {kind!r}; known types: {', '.join(HEADS)}")
     if scale not in SCALERS:

@@ -9,7 +9,7 @@ import joblib
 import numpy as np
 import pandas as pd
 
-from pipeline import PipelineError, augment, backbone, evaluation, features, networks
+from pipeline import PipelineError, augment, backbone, evaluation, features, heads, networks
 from pipeline.files import write_csv
 from pipeline.images import files_under, load_image, unreadable
 from pipeline.stages import entry_point
@@ -49,19 +49,21 @@ def predict(bundle, files, weights=None, batch_size=32):
 
 
 def head_proba(bundle, files, weights, batch_size):
-    """A head on bottleneck features: rebuild the backbone it was trained on, then apply the head."""
+    """A head on cached VGG16 output: rebuild the backbone it was trained on, then apply the head."""
     meta = bundle["features"]
     size = int(meta["input_size"])
-    model = backbone.build(weights or meta["weights"], size, meta["pooling"])
-    if backbone.weights_digest(model) != meta["weights_sha256"]:
+    base = backbone.conv_base(weights or meta["weights"], size)
+    if backbone.weights_digest(base) != meta["weights_sha256"]:
         raise PipelineError(
             "these VGG16 weights differ from the ones the model was trained on: pass the "
             "same weights with --weights (or the same VGG16_IMAGENET_WEIGHTS)"
         )
-    tta = bundle.get("tta", False)
+    model = backbone.extractor(base, meta["pooling"])
+    tta, layer = bundle.get("tta", False), bundle.get("layer", "block5")
+    name = heads.LAYERS[layer][0]
     batches = list(features.iter_batches(model, files, size, batch_size, "predict", mirrored=tta))
-    X = np.concatenate([b["features"] for b in batches])
-    flipped = np.concatenate([b["features_flipped"] for b in batches]) if tta else None
+    X = heads.vectors(np.concatenate([b[name] for b in batches]), layer)
+    flipped = heads.vectors(np.concatenate([b[f"{name}_flipped"] for b in batches]), layer) if tta else None
     return evaluation.predict_proba(bundle["model"], X, len(bundle["classes"]), flipped)
 
 

@@ -128,8 +128,8 @@ def write(names, data_dir):
                   f"({m['seconds']:.0f} s, with copies and mirror images)" for split, m in splits.items()),
     ]
     sections += finetune_speed_section(loaded)
-    sections += ["## Misclassified by the best row",
-                 misclassified_grid(loaded[best][1], data_dir, f"{best}: mistakes", paths.REPORTS / "misclassified.png")]
+    grid = misclassified_grid(loaded[best][1], data_dir, f"{best}: mistakes", paths.REPORTS / "misclassified.png")
+    sections += ["## Misclassified by the best row", grid]
     sections.append("## Learning curves")
     for name in names:
         if paths.history_file(name).exists():

@@ -44,6 +44,7 @@ def project(tmp_path, shared_datasets, imagenet_weights):
     params["augment"].update(copies=1, horizontal_flip=True)
     params["evaluate"].update(folds=3, tta=True)
     params["heads"] = {"logreg": {"type": "logreg", "C": 1.0},
+                       "logreg_block4": {"type": "logreg", "layer": "block4"},
                        "dense": {"type": "dense", "scale": "l2", "epochs": 30, "patience": 5}}
     params["finetune"] = {"finetune_block5": {"head": "dense", "epochs": 2, "patience": 2, "batch_size": 8}}
     params["scratch"] = {"scratch_cnn": {"input_size": 64, "epochs": 2, "patience": 2, "batch_size": 8}}
@@ -65,7 +66,7 @@ def test_repro_report_rerun_and_predict(project):
     report = (project / "reports/report.md").read_text()
     assert "train/cats/broken.jpg" in report and "train/dogs/notes.txt" in report
     summary = pd.read_csv(project / "reports/summary.csv")
-    assert set(summary["row"]) == {"logreg", "dense", "finetune_block5", "scratch_cnn"}
+    assert set(summary["row"]) == {"logreg", "logreg_block4", "dense", "finetune_block5", "scratch_cnn"}
     assert (summary["images"] == 16).all() and summary["mcnemar_p"].isna().sum() == 1
     for figure in ("confusion_dense", "curve_dense", "curve_finetune_block5", "curve_scratch_cnn"):
         assert (project / f"reports/{figure}.png").stat().st_size > 0
@@ -93,12 +94,17 @@ def test_repro_report_rerun_and_predict(project):
     truth = labels["path"].str.contains("/dogs/").map({True: "dogs", False: "cats"})
     assert (labels["label"] == truth).mean() >= 0.8
 
-    # The saved fine-tuned VGG16, run on the images, agrees with the cached path that scored it.
-    run([sys.executable, "-m", "pipeline.predict", "models/finetune_block5.joblib", str(test_images),
-         "-o", "tuned.csv"], project)
-    tuned = pd.read_csv(project / "tuned.csv").assign(path=lambda t: t["path"].str.split("/test/").str[1])
-    scored = pd.read_csv(project / "results/finetune_block5/predictions.csv")
-    merged = scored.assign(path=scored["path"].str.split("test/").str[1]).merge(tuned, on="path")
+    # Saved models run on the images agree with the cached arrays that scored them: the
+    # fine-tuned VGG16 with its block-4 shortcut, and a head on averaged block-4 output.
+    for name in ("finetune_block5", "logreg_block4"):
+        assert_predict_matches_scoring(project, name, test_images)
+
+
+def assert_predict_matches_scoring(project, name, images):
+    run([sys.executable, "-m", "pipeline.predict", f"models/{name}.joblib", str(images), "-o", "out.csv"], project)
+    labelled = pd.read_csv(project / "out.csv").assign(path=lambda t: t["path"].str.split("/test/").str[1])
+    scored = pd.read_csv(project / f"results/{name}/predictions.csv")
+    merged = scored.assign(path=scored["path"].str.split("test/").str[1]).merge(labelled, on="path")
     assert len(merged) == 16 and (merged["label"] == merged["predicted"]).all()
     assert merged["probability_x"].to_numpy() == pytest.approx(merged["probability_y"].to_numpy(), abs=1e-4)
 

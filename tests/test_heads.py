@@ -4,6 +4,7 @@ from sklearn.base import clone
 from sklearn.datasets import make_classification
 
 from pipeline import PipelineError
+from pipeline import heads
 from pipeline.heads import HEADS, DenseHead, make_head
 
 FAST = {"dense": {"epochs": 30, "patience": 5, "learning_rate": 1e-2}}
@@ -62,3 +63,12 @@ def test_a_head_without_type_or_with_a_bad_scale_is_refused():
         make_head("x", {"C": 1.0})
     with pytest.raises(PipelineError, match="unknown scale 'minmax'"):
         make_head("x", {"type": "logreg", "scale": "minmax"})
+
+
+def test_a_head_can_read_block_4_averaged_over_positions_and_a_wrong_layer_is_named():
+    maps = np.arange(2 * 3 * 3 * 4, dtype=np.float32).reshape(2, 3, 3, 4)
+    np.testing.assert_allclose(heads.vectors(maps, "block4"), maps.mean(axis=(1, 2)))
+    assert heads.vectors(maps, "block5") is maps and heads.vectors(None, "block4") is None
+    assert heads.layer_of({"type": "logreg"}) == "block5"
+    with pytest.raises(PipelineError, match="unknown layer 'block3'; use one of block5, block4"):
+        make_head("x", {"type": "logreg", "layer": "block3"})

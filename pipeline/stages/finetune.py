@@ -3,7 +3,6 @@ import time
 from pathlib import Path
 
 import joblib
-import pandas as pd
 
 from pipeline import PipelineError, backbone, data, evaluation, features, finetune, networks, outputs, paths
 from pipeline.config import check_settings, load_params
@@ -27,8 +26,8 @@ def main(argv):
     train = features.read(paths.features_file("train"), backbone.BLOCK4)
     heldout_file = paths.heldout_features()
     if heldout_file is None:
-        raise PipelineError(f"fine-tuning is scored on a test or validation split and there is none: "
-                            f"set data.split.test above 0, or finetune: {{}} in params.yaml")
+        raise PipelineError("fine-tuning is scored on a test or validation split and there is none: "
+                            "set data.split.test above 0, or finetune: {} in params.yaml")
     heldout = features.read(heldout_file, backbone.BLOCK4)
     meta, seed = train.meta, params["evaluate"]["seed"]
     tuner = finetune.FineTuner(head["model"], meta["weights"], int(meta["input_size"]), meta["pooling"],

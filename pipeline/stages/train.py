@@ -1,7 +1,8 @@
 """Stage train@HEAD: cross-validate one head on the training features, refit, score held-out."""
-from pipeline import evaluation, features, outputs, paths
+from dataclasses import replace
+
+from pipeline import evaluation, features, heads, outputs, paths
 from pipeline.config import load_params
-from pipeline.heads import make_head
 from pipeline.stages import entry_point, run_name
 
 
@@ -10,17 +11,28 @@ def main(argv):
     params = load_params()
     name = run_name(argv, params, "heads")
     seed = params["evaluate"]["seed"]
-    model = make_head(name, params["heads"][name], seed=seed)
-    train = features.read(paths.features_file("train"))
+    spec = params["heads"][name]
+    model = heads.make_head(name, spec, seed=seed)
+    layer = heads.layer_of(spec)
+    train = read(paths.features_file("train"), layer)
     heldout = paths.heldout_features()
     fitted, result, predictions = evaluation.evaluate(
-        model, train, heldout and features.read(heldout), params["evaluate"]["folds"], seed,
+        model, train, heldout and read(heldout, layer), params["evaluate"]["folds"], seed,
         tta=params["evaluate"]["tta"],
     )
-    bundle = {"model": fitted, "classes": train.classes, "features": train.meta, "tta": result.get("tta", False)}
-    metrics = {"type": params["heads"][name]["type"], **result}
+    bundle = {"model": fitted, "classes": train.classes, "features": train.meta, "layer": layer,
+              "tta": result.get("tta", False)}
+    approach = "bottleneck" if layer == "block5" else f"{layer} features"
+    metrics = {"type": spec["type"], "approach": f"{approach} + {spec['type']}", "layer": layer, **result}
     outputs.save(name, bundle, metrics, predictions, getattr(fitted[-1], "history_", None))
     print(outputs.summary(name, metrics))
+
+
+def read(path, layer):
+    """A split's cached arrays of `layer`, one vector per image and view."""
+    cached = features.read(path, heads.LAYERS[layer][0])
+    return replace(cached, X=heads.vectors(cached.X, layer), augmented=heads.vectors(cached.augmented, layer),
+                   flipped=heads.vectors(cached.flipped, layer))
 
 
 if __name__ == "__main__":
