@@ -106,7 +106,8 @@ def class_names(manifest):
 
 def heldout_split(splits):
     """The split that results are reported on, given the splits present (None if only train)."""
-    return next((split for split in HELDOUT_SPLITS if split in set(splits)), None)
+    present = set(splits)  # `splits` may be a one-pass iterator
+    return next((split for split in HELDOUT_SPLITS if split in present), None)
 
 
 def stopping_split(splits):

@@ -2,7 +2,7 @@ import hashlib
 
 import pytest
 
-from pipeline import PipelineError
+from pipeline import PipelineError, data
 from pipeline.data import class_names, find_images
 from tests.conftest import make_tree, write_image
 
@@ -67,3 +67,11 @@ def test_val_and_validation_together_are_ambiguous(tmp_path):
     root = make_tree(tmp_path / "images", splits=("train", "val", "validation"), per_class=1)
     with pytest.raises(PipelineError, match="keep one of them"):
         find_images(root)
+
+
+def test_the_reported_split_is_test_else_validation_and_early_stopping_uses_the_other():
+    assert data.heldout_split(iter(["train", "validation"])) == "validation"  # a one-pass iterator
+    assert data.heldout_split(["train", "validation", "test"]) == "test"
+    assert data.heldout_split(["train"]) is None
+    assert data.stopping_split(iter(["train", "validation", "test"])) == "validation"
+    assert data.stopping_split(["train", "validation"]) is None
