@@ -7,6 +7,7 @@ settings from --config), so an interrupted benchmark resumes where it stopped. N
 full run takes hours on a laptop CPU.
 """
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -60,8 +61,10 @@ def run_dataset(data_dir, config, approaches, work):
     base = yaml.safe_load((PROJECT / "params.yaml").read_text())
     prepare_workspace(folder, workspace_params(base, entry.get("params", {}), data_dir, approaches))
     start = time.perf_counter()
+    # dvc.yaml's commands say `python`: make it this interpreter, venv activated or not.
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     with open(folder / "repro.log", "w") as log:
-        result = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=folder, stdout=log,
+        result = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=folder, env=env, stdout=log,
                                 stderr=subprocess.STDOUT)
     seconds = time.perf_counter() - start
     if result.returncode != 0:

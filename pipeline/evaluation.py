@@ -107,11 +107,19 @@ def outcome(proba, scored, classes, split):
     return {"split": split, "images": len(scored.y), **scores(scored.y, proba)}, predictions
 
 
+def class_probabilities(proba, scored, classes):
+    """path, actual label and one `p_<class>` column per class: what the label check reads."""
+    columns = pd.DataFrame(proba, columns=[f"p_{c}" for c in classes])
+    return pd.concat([pd.DataFrame({"path": scored.paths, "actual": np.asarray(classes)[scored.y]}), columns],
+                     axis=1)
+
+
 def evaluate(model, train, heldout, folds, seed, tta=False):
-    """Return (fitted model, metrics dict, predictions DataFrame) for one head.
+    """Return (fitted model, metrics dict, predictions, out-of-fold probabilities) for one head.
 
     `train` and `heldout` are pipeline.features.Features; `heldout` may be None, and then
     the predictions are CV's out-of-fold ones. Training uses every view (image and copies).
+    The out-of-fold probabilities of every training image are a class_probabilities table.
     """
     n_classes = len(train.classes)
     views = train.views()
@@ -128,7 +136,7 @@ def evaluate(model, train, heldout, folds, seed, tta=False):
         proba = predict_proba(fitted, heldout.X, n_classes, flipped)
         result["heldout"], predictions = outcome(proba, heldout, train.classes, heldout.meta["split"])
         result["tta"] = flipped is not None
-    return fitted, to_builtin(result), predictions
+    return fitted, to_builtin(result), predictions, class_probabilities(out_of_fold, train, train.classes)
 
 
 def to_builtin(value):

@@ -1,4 +1,4 @@
-"""What every trained row leaves behind: model bundle, metrics, predictions and learning curve."""
+"""What every trained row leaves behind: model bundle, metrics, predictions, learning curve, CV probabilities."""
 import joblib
 import pandas as pd
 
@@ -6,10 +6,12 @@ from pipeline import paths
 from pipeline.files import atomic_path, write_csv, write_json
 
 
-def save(name, bundle, metrics, predictions, history=None):
+def save(name, bundle, metrics, predictions, history=None, out_of_fold=None):
     with atomic_path(paths.model_file(name)) as tmp:
         joblib.dump(bundle, tmp)
     write_csv(paths.predictions_file(name), predictions)
+    if out_of_fold is not None:
+        write_csv(paths.out_of_fold_file(name), out_of_fold)
     write_json(paths.metrics_file(name), metrics)
     if history:
         curve = pd.DataFrame(history)

@@ -33,5 +33,10 @@ def predictions_file(head):
     return RESULTS / head / "predictions.csv"
 
 
+def out_of_fold_file(head):
+    """Cross-validation's probabilities for every training image (heads only)."""
+    return RESULTS / head / "out_of_fold.csv"
+
+
 def history_file(name):
     return RESULTS / name / "history.csv"

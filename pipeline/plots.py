@@ -45,6 +45,7 @@ def learning_curve(history, title, path):
 
 def image_grid(files, captions, title, path, columns=6, thumb=128):
     """The images in a grid, each with its caption above it."""
+    columns = min(columns, len(files))
     rows = (len(files) + columns - 1) // columns
     fig, axes = plt.subplots(rows, columns, figsize=(2.2 * columns, 2.5 * rows), squeeze=False)
     for ax in axes.ravel():

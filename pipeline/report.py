@@ -2,19 +2,20 @@
 
 Rows are sorted by held-out accuracy. Each gets a 95% bootstrap interval and an exact McNemar
 test against the best row on the same images; Keras rows get learning curves; the best row's
-mistakes are shown as images.
+mistakes are shown as images, and so are the training images whose label cross-validation doubts.
 """
 import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from cleanlab.filter import find_label_issues
 
 from pipeline import PipelineError, data, features, paths, plots, stats
 from pipeline.files import write_csv, write_text
 
 SIGNIFICANCE = 0.05
-GRID_LIMIT = 36  # misclassified images shown: the most confident mistakes first
+GRID_LIMIT = 36  # images shown in a grid: the most confident first
 
 
 def load_row(name):
@@ -91,15 +92,55 @@ def split_metadata():
             if paths.features_file(split).exists()}
 
 
-def misclassified_grid(predictions, data_dir, title, path):
+def image_grid(rows, data_dir, title, path):
+    """Markdown and a figure of images (path, actual, predicted, probability), most confident first."""
+    shown = rows.sort_values("probability", ascending=False).head(GRID_LIMIT)
+    captions = [f"{r.actual} -> {r.predicted} ({r.probability:.2f})" for r in shown.itertuples()]
+    plots.image_grid([Path(data_dir) / p for p in shown["path"]], captions, title, path)
+    which = f"the {len(shown)} most confident of {len(rows)}" if len(rows) > len(shown) else f"all {len(rows)}"
+    return f"Shown: {which} (label -> predicted (probability)).\n\n![{title}]({path.name})"
+
+
+def misclassified_section(predictions, data_dir, best):
     wrong = predictions[predictions["actual"] != predictions["predicted"]]
-    wrong = wrong.sort_values("probability", ascending=False).head(GRID_LIMIT)
     if wrong.empty:
         return "None: every held-out image is right."
-    captions = [f"{r.actual} -> {r.predicted} ({r.probability:.2f})" for r in wrong.itertuples()]
-    plots.image_grid([Path(data_dir) / p for p in wrong["path"]], captions, title, path)
-    shown = f"the {len(wrong)} most confident" if len(wrong) == GRID_LIMIT else "all"
-    return f"{shown} (true -> predicted (probability)):\n\n![misclassified]({path.name})"
+    return image_grid(wrong, data_dir, f"{best}: mistakes", paths.REPORTS / "misclassified.png")
+
+
+def doubted_labels(out_of_fold, classes):
+    """The training images whose label cleanlab's confident learning doubts, given out-of-fold probabilities.
+
+    Those the model confidently puts in another class, beyond the errors its per-class confidence
+    thresholds expect: mislabelled, placeholder or out-of-scope images.
+    """
+    proba = out_of_fold[[f"p_{c}" for c in classes]].to_numpy()
+    labels = out_of_fold["actual"].map(classes.index).to_numpy()
+    doubted = find_label_issues(labels, proba, n_jobs=1)
+    return out_of_fold[doubted].assign(predicted=np.asarray(classes)[proba[doubted].argmax(axis=1)],
+                                       probability=proba[doubted].max(axis=1))[
+        ["path", "actual", "predicted", "probability"]]
+
+
+def doubted_labels_section(names, data_dir, classes):
+    """Training images to look at, judged by every cross-validated head's out-of-fold probabilities averaged."""
+    judges = [name for name in names if paths.out_of_fold_file(name).exists()]
+    if not judges:
+        return []
+    tables = [pd.read_csv(paths.out_of_fold_file(name), dtype={"actual": str}) for name in judges]
+    if any(list(t["path"]) != list(tables[0]["path"]) for t in tables):
+        raise PipelineError(f"{', '.join(judges)} were cross-validated on different images: run `dvc repro`")
+    averaged = tables[0].assign(**{f"p_{c}": np.mean([t[f"p_{c}"] for t in tables], axis=0) for c in classes})
+    doubted = doubted_labels(averaged, classes)
+    heading, who = "## Training labels to check", f"{len(judges)} heads' cross-validation ({', '.join(judges)})"
+    if doubted.empty:
+        return [heading, f"None: {who} agrees with every label."]
+    write_csv(paths.REPORTS / "doubted_labels.csv", doubted)
+    intro = (f"Training images that {who}, predicting each one from folds that never saw it, confidently "
+             "puts in another class (cleanlab's confident learning on the averaged probabilities). "
+             "Mislabelled, placeholder or out-of-scope images belong out of your folders; the pipeline "
+             "leaves them as they are. They are listed in doubted_labels.csv. ")
+    return [heading, intro + image_grid(doubted, data_dir, "doubted labels", paths.REPORTS / "doubted_labels.png")]
 
 
 def write(names, data_dir):
@@ -128,8 +169,8 @@ def write(names, data_dir):
                   f"({m['seconds']:.0f} s, with copies and mirror images)" for split, m in splits.items()),
     ]
     sections += finetune_speed_section(loaded)
-    grid = misclassified_grid(loaded[best][1], data_dir, f"{best}: mistakes", paths.REPORTS / "misclassified.png")
-    sections += ["## Misclassified by the best row", grid]
+    sections += ["## Misclassified by the best row", misclassified_section(loaded[best][1], data_dir, best)]
+    sections += doubted_labels_section(names, data_dir, classes)
     sections.append("## Learning curves")
     for name in names:
         if paths.history_file(name).exists():

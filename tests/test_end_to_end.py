@@ -32,6 +32,8 @@ def project(tmp_path, shared_datasets, imagenet_weights):
             for file in source:
                 shutil.copy(file, data / split / label / file.name)
     (data / "train/cats/broken.jpg").write_bytes(source[0].read_bytes()[:500])
+    dogs = sorted((shared_datasets / "cats-dogs-small/train/dogs").iterdir())
+    shutil.copy(dogs[PER_CLASS["train"]], data / "train/cats/mislabelled_dog.jpg")  # a dog filed under cats
     (data / "train/dogs/notes.txt").write_text("not an image")
 
     root = tmp_path / "project"
@@ -65,6 +67,9 @@ def test_repro_report_rerun_and_predict(project):
 
     report = (project / "reports/report.md").read_text()
     assert "train/cats/broken.jpg" in report and "train/dogs/notes.txt" in report
+    doubted = pd.read_csv(project / "reports/doubted_labels.csv")
+    assert "train/cats/mislabelled_dog.jpg" in set(doubted["path"]) and len(doubted) <= 3
+    assert (project / "reports/doubted_labels.png").stat().st_size > 0
     summary = pd.read_csv(project / "reports/summary.csv")
     assert set(summary["row"]) == {"logreg", "logreg_block4", "dense", "finetune_block5", "scratch_cnn"}
     assert (summary["images"] == 16).all() and summary["mcnemar_p"].isna().sum() == 1

@@ -27,7 +27,7 @@ def test_scores_of_perfect_and_of_inverted_predictions():
 
 def test_cross_validation_then_held_out_scores():
     model = make_head("logreg", {"type": "logreg"})
-    fitted, result, predictions = evaluate(model, split_features(100, "train"),
+    fitted, result, predictions, out_of_fold = evaluate(model, split_features(100, "train"),
                                            split_features(40, "test", offset=100), folds=5, seed=0)
     assert set(result["cv"]) == set(METRICS)
     assert result["cv"]["accuracy"]["mean"] > 0.8 and result["cv"]["accuracy"]["std"] >= 0
@@ -36,10 +36,14 @@ def test_cross_validation_then_held_out_scores():
     assert list(predictions.columns) == ["path", "split", "actual", "predicted", "probability"]
     assert set(predictions["predicted"]) <= {"a", "b"}
     assert hasattr(fitted[-1], "coef_")
+    # Every training image's probabilities from the fold that did not train on it, for the label check.
+    assert list(out_of_fold.columns) == ["path", "actual", "p_a", "p_b"] and len(out_of_fold) == 100
+    np.testing.assert_allclose(out_of_fold[["p_a", "p_b"]].sum(axis=1), 1)
+    assert (out_of_fold[["p_a", "p_b"]].idxmax(axis=1).str[2:] == out_of_fold["actual"]).mean() > 0.8
 
 
 def test_without_held_out_data_the_predictions_are_out_of_fold():
-    _, result, predictions = evaluate(make_head("logreg", {"type": "logreg"}),
+    _, result, predictions, _ = evaluate(make_head("logreg", {"type": "logreg"}),
                                       split_features(50, "train"), None, folds=5, seed=0)
     assert "heldout" not in result
     assert (predictions["split"] == "cv").all() and len(predictions) == 50
@@ -81,8 +85,8 @@ def test_test_time_augmentation_averages_image_and_mirror():
     train, test = split_features(100, "train"), split_features(40, "test", offset=100)
     test.flipped = -test.X  # a "mirror" the model sees as the opposite class
     model = make_head("logreg", {"type": "logreg"})
-    _, plain, _ = evaluate(model, train, test, folds=5, seed=0, tta=False)
-    _, averaged, predictions = evaluate(model, train, test, folds=5, seed=0, tta=True)
+    _, plain, _, _ = evaluate(model, train, test, folds=5, seed=0, tta=False)
+    _, averaged, predictions, _ = evaluate(model, train, test, folds=5, seed=0, tta=True)
     assert averaged["tta"] and not plain["tta"]
     assert averaged["heldout"]["accuracy"] < plain["heldout"]["accuracy"]
     assert predictions["probability"].max() < 0.9  # opposite votes pull towards 0.5

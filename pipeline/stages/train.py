@@ -16,7 +16,7 @@ def main(argv):
     layer = heads.layer_of(spec)
     train = read(paths.features_file("train"), layer)
     heldout = paths.heldout_features()
-    fitted, result, predictions = evaluation.evaluate(
+    fitted, result, predictions, out_of_fold = evaluation.evaluate(
         model, train, heldout and read(heldout, layer), params["evaluate"]["folds"], seed,
         tta=params["evaluate"]["tta"],
     )
@@ -24,7 +24,7 @@ def main(argv):
               "tta": result.get("tta", False)}
     approach = "bottleneck" if layer == "block5" else f"{layer} features"
     metrics = {"type": spec["type"], "approach": f"{approach} + {spec['type']}", "layer": layer, **result}
-    outputs.save(name, bundle, metrics, predictions, getattr(fitted[-1], "history_", None))
+    outputs.save(name, bundle, metrics, predictions, getattr(fitted[-1], "history_", None), out_of_fold)
     print(outputs.summary(name, metrics))
 
 
