@@ -1,8 +1,10 @@
 from pathlib import Path
 
+import pytest
 import yaml
 
-from pipeline.benchmark import PROJECT, workspace_params
+from pipeline import PipelineError
+from pipeline.benchmark import PROJECT, load_config, workspace_params
 from pipeline.config import check, SCHEMA
 
 
@@ -20,6 +22,13 @@ def test_a_datasets_settings_override_the_projects_and_unchosen_approaches_are_d
 
 def test_every_shipped_benchmark_configuration_is_valid(tmp_path):
     base = yaml.safe_load((PROJECT / "params.yaml").read_text())
-    config = yaml.safe_load((PROJECT / "benchmarks/datasets.yaml").read_text())
+    config = load_config(PROJECT / "benchmarks/datasets.yaml")
     for entry in config.values():
         check(workspace_params(base, entry["params"], tmp_path, ["heads", "finetune", "scratch"]), SCHEMA, "")
+
+
+def test_a_target_that_is_not_a_number_is_refused_before_anything_runs(tmp_path):
+    config = tmp_path / "datasets.yaml"
+    config.write_text("produce:\n  target: 0.99 (at most 1 error)\n")
+    with pytest.raises(PipelineError, match="produce.target should be an accuracy"):
+        load_config(config)
