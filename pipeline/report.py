@@ -2,20 +2,21 @@
 
 Rows are sorted by held-out accuracy. Each gets a 95% bootstrap interval and an exact McNemar
 test against the best row on the same images; Keras rows get learning curves; the best row's
-mistakes are shown as images, and so are the training images whose label cross-validation doubts.
+mistakes are shown as images, and so are the training images whose label cross-validation doubts
+and those least like the rest.
 """
 import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from cleanlab.filter import find_label_issues
 
-from pipeline import PipelineError, data, features, paths, plots, stats
+from pipeline import PipelineError, data, features, paths, plots, quality, stats
 from pipeline.files import write_csv, write_text
 
 SIGNIFICANCE = 0.05
 GRID_LIMIT = 36  # images shown in a grid: the most confident first
+ATYPICAL_SHOWN = 6
 
 
 def load_row(name):
@@ -92,7 +93,7 @@ def split_metadata():
             if paths.features_file(split).exists()}
 
 
-def image_grid(rows, data_dir, title, path):
+def predictions_grid(rows, data_dir, title, path):
     """Markdown and a figure of images (path, actual, predicted, probability), most confident first."""
     shown = rows.sort_values("probability", ascending=False).head(GRID_LIMIT)
     captions = [f"{r.actual} -> {r.predicted} ({r.probability:.2f})" for r in shown.itertuples()]
@@ -105,21 +106,7 @@ def misclassified_section(predictions, data_dir, best):
     wrong = predictions[predictions["actual"] != predictions["predicted"]]
     if wrong.empty:
         return "None: every held-out image is right."
-    return image_grid(wrong, data_dir, f"{best}: mistakes", paths.REPORTS / "misclassified.png")
-
-
-def doubted_labels(out_of_fold, classes):
-    """The training images whose label cleanlab's confident learning doubts, given out-of-fold probabilities.
-
-    Those the model confidently puts in another class, beyond the errors its per-class confidence
-    thresholds expect: mislabelled, placeholder or out-of-scope images.
-    """
-    proba = out_of_fold[[f"p_{c}" for c in classes]].to_numpy()
-    labels = out_of_fold["actual"].map(classes.index).to_numpy()
-    doubted = find_label_issues(labels, proba, n_jobs=1)
-    return out_of_fold[doubted].assign(predicted=np.asarray(classes)[proba[doubted].argmax(axis=1)],
-                                       probability=proba[doubted].max(axis=1))[
-        ["path", "actual", "predicted", "probability"]]
+    return predictions_grid(wrong, data_dir, f"{best}: mistakes", paths.REPORTS / "misclassified.png")
 
 
 def doubted_labels_section(names, data_dir, classes):
@@ -131,16 +118,34 @@ def doubted_labels_section(names, data_dir, classes):
     if any(list(t["path"]) != list(tables[0]["path"]) for t in tables):
         raise PipelineError(f"{', '.join(judges)} were cross-validated on different images: run `dvc repro`")
     averaged = tables[0].assign(**{f"p_{c}": np.mean([t[f"p_{c}"] for t in tables], axis=0) for c in classes})
-    doubted = doubted_labels(averaged, classes)
-    heading, who = "## Training labels to check", f"{len(judges)} heads' cross-validation ({', '.join(judges)})"
+    doubted = quality.doubted_labels(averaged, classes)
+    heading, who = "## Training labels to check", f"the cross-validation of {', '.join(judges)}"
     if doubted.empty:
         return [heading, f"None: {who} agrees with every label."]
     write_csv(paths.REPORTS / "doubted_labels.csv", doubted)
     intro = (f"Training images that {who}, predicting each one from folds that never saw it, confidently "
-             "puts in another class (cleanlab's confident learning on the averaged probabilities). "
-             "Mislabelled, placeholder or out-of-scope images belong out of your folders; the pipeline "
-             "leaves them as they are. They are listed in doubted_labels.csv. ")
-    return [heading, intro + image_grid(doubted, data_dir, "doubted labels", paths.REPORTS / "doubted_labels.png")]
+             "puts in another class (cleanlab's confident learning on the averaged probabilities): "
+             "mislabelled or out-of-scope images, and some that are merely hard. Fix or remove the wrong "
+             "ones in your folders; the pipeline leaves them as they are. All are in doubted_labels.csv. ")
+    return [heading, intro + predictions_grid(doubted, data_dir, "doubted labels",
+                                              paths.REPORTS / "doubted_labels.png")]
+
+
+def atypical_section(data_dir):
+    """The training images least like their nearest neighbours: placeholders, screenshots, strays."""
+    files, scores = quality.typicality(paths.features_file("train"))
+    order = np.argsort(scores, kind="stable")
+    write_csv(paths.REPORTS / "atypical.csv", pd.DataFrame({"path": files, "score": scores}).iloc[order])
+    oddest = order[:ATYPICAL_SHOWN]
+    path = paths.REPORTS / "atypical.png"
+    plots.image_grid([Path(data_dir) / files[i] for i in oddest],
+                     [f"{Path(files[i]).parent.name} ({scores[i]:.2f})" for i in oddest], "unlike the rest", path)
+    return ["## Training images unlike the rest",
+            f"The {len(oddest)} training images least like their nearest neighbours in VGG16's block-4 "
+            f"features (cleanlab's out-of-distribution score, 0-1; the median image scores "
+            f"{np.median(scores):.2f}). Low scores flag placeholders, screenshots and images from "
+            f"elsewhere; most sets just have a few unusual photos. Every image's score is in atypical.csv."
+            f"\n\n![unlike the rest]({path.name})"]
 
 
 def write(names, data_dir):
@@ -170,7 +175,7 @@ def write(names, data_dir):
     ]
     sections += finetune_speed_section(loaded)
     sections += ["## Misclassified by the best row", misclassified_section(loaded[best][1], data_dir, best)]
-    sections += doubted_labels_section(names, data_dir, classes)
+    sections += doubted_labels_section(names, data_dir, classes) + atypical_section(data_dir)
     sections.append("## Learning curves")
     for name in names:
         if paths.history_file(name).exists():

@@ -8,9 +8,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from PIL import Image, ImageDraw, ImageFont
 
 PROJECT = Path(__file__).resolve().parents[1]
-PER_CLASS = {"train": 10, "test": 8}
+PER_CLASS = {"train": 20, "test": 8}
 
 
 def run(args, cwd, check=True):
@@ -19,6 +20,14 @@ def run(args, cwd, check=True):
     if check and result.returncode != 0:
         raise AssertionError(f"{args} failed:\n{result.stdout}\n{result.stderr}")
     return result
+
+
+def placeholder(path):
+    """What a scraper saves when the photo is gone: grey words on white."""
+    image = Image.new("RGB", (300, 300), "white")
+    ImageDraw.Draw(image).text((40, 130), "IMAGE NOT FOUND", fill=(90, 90, 90),
+                               font=ImageFont.load_default(size=24))
+    image.save(path)
 
 
 @pytest.fixture
@@ -32,6 +41,7 @@ def project(tmp_path, shared_datasets, imagenet_weights):
             for file in source:
                 shutil.copy(file, data / split / label / file.name)
     (data / "train/cats/broken.jpg").write_bytes(source[0].read_bytes()[:500])
+    placeholder(data / "train/dogs/image_not_found.gif")
     dogs = sorted((shared_datasets / "cats-dogs-small/train/dogs").iterdir())
     shutil.copy(dogs[PER_CLASS["train"]], data / "train/cats/mislabelled_dog.jpg")  # a dog filed under cats
     (data / "train/dogs/notes.txt").write_text("not an image")
@@ -70,6 +80,7 @@ def test_repro_report_rerun_and_predict(project):
     doubted = pd.read_csv(project / "reports/doubted_labels.csv")
     assert "train/cats/mislabelled_dog.jpg" in set(doubted["path"]) and len(doubted) <= 3
     assert (project / "reports/doubted_labels.png").stat().st_size > 0
+    assert pd.read_csv(project / "reports/atypical.csv")["path"].iloc[0] == "train/dogs/image_not_found.gif"
     summary = pd.read_csv(project / "reports/summary.csv")
     assert set(summary["row"]) == {"logreg", "logreg_block4", "dense", "finetune_block5", "scratch_cnn"}
     assert (summary["images"] == 16).all() and summary["mcnemar_p"].isna().sum() == 1

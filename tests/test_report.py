@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from pipeline import PipelineError
-from pipeline.report import comparison, doubted_labels, summary_row
+from pipeline.report import comparison, summary_row
 
 
 def predictions(wrong, n=40):
@@ -39,16 +39,3 @@ def test_rows_scored_on_different_images_are_not_compared():
     with pytest.raises(PipelineError, match="different images"):
         comparison([summary_row(n, *r) for n, r in runs.items()], {n: p for n, (_, p) in runs.items()})
 
-
-def test_only_a_training_label_that_cross_validation_confidently_contradicts_is_doubted():
-    rng = np.random.default_rng(0)
-    actual = np.array(["ants", "bees"] * 20)
-    p_bees = np.where(actual == "bees", rng.uniform(0.6, 0.95, 40), rng.uniform(0.05, 0.4, 40))
-    p_bees[2] = 0.99  # an "ant" that the folds which never saw it call a bee
-    p_bees[4] = 0.55  # an unsure one: a mistake, but not a confident one
-    out_of_fold = pd.DataFrame({"path": [f"train/{i}.jpg" for i in range(40)], "actual": actual,
-                                "p_ants": 1 - p_bees, "p_bees": p_bees})
-    doubted = doubted_labels(out_of_fold, ["ants", "bees"])
-    assert list(doubted["path"]) == ["train/2.jpg"]
-    assert doubted["predicted"].iloc[0] == "bees" and doubted["probability"].iloc[0] == pytest.approx(0.99)
-    assert doubted_labels(out_of_fold.drop(index=2), ["ants", "bees"]).empty
