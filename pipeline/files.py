@@ -5,7 +5,6 @@ import os
 import tempfile
 from pathlib import Path
 
-
 UMASK = os.umask(0o022)
 os.umask(UMASK)
 

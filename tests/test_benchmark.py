@@ -5,7 +5,7 @@ import yaml
 
 from pipeline import PipelineError
 from pipeline.benchmark import PROJECT, load_config, workspace_params
-from pipeline.config import check, SCHEMA
+from pipeline.config import SCHEMA, check
 
 
 def test_a_datasets_settings_override_the_projects_and_unchosen_approaches_are_dropped(tmp_path):

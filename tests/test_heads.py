@@ -3,8 +3,7 @@ import pytest
 from sklearn.base import clone
 from sklearn.datasets import make_classification
 
-from pipeline import PipelineError
-from pipeline import heads
+from pipeline import PipelineError, heads
 from pipeline.heads import HEADS, DenseHead, make_head
 
 FAST = {"dense": {"epochs": 30, "patience": 5, "learning_rate": 1e-2}}
