@@ -7,6 +7,7 @@ settings from --config), so an interrupted benchmark resumes where it stopped. N
 full run takes hours on a laptop CPU.
 """
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -17,9 +18,10 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from pipeline import PipelineError
+from pipeline import PipelineError, paths
 from pipeline.config import ROW_SECTIONS
 from pipeline.files import write_text
+from pipeline.report import fmt_spread
 from pipeline.stages import entry_point
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -68,7 +70,8 @@ def run_dataset(data_dir, config, approaches, work):
     if result.returncode != 0:
         raise PipelineError(f"dvc repro failed on {name}: see {folder / 'repro.log'}")
     rows = pd.read_csv(folder / "reports" / "summary.csv")
-    return rows.assign(dataset=name)
+    metrics = [json.loads((folder / paths.metrics_file(row)).read_text()) for row in rows["row"]]
+    return rows.assign(dataset=name, speedup=[m.get("speedup") for m in metrics])
 
 
 def summary_line(name, rows, entry):
@@ -94,10 +97,13 @@ def summary_line(name, rows, entry):
 
 def detail_table(rows):
     table = rows[["row", "approach", "accuracy", "ci_low", "ci_high", "errors", "mcnemar_p", "seconds"]].copy()
+    table.insert(2, "CV accuracy", [fmt_spread(m, s) for m, s in zip(rows["cv_accuracy"], rows["cv_std"])])
     table["95% CI"] = table.pop("ci_low").map("{:.3f}".format) + "-" + table.pop("ci_high").map("{:.3f}".format)
     table["accuracy"] = table["accuracy"].map("{:.3f}".format)
+    table = table.rename(columns={"accuracy": "held-out accuracy"})
     table["McNemar p vs best"] = table.pop("mcnemar_p").map(lambda p: "best" if pd.isna(p) else f"{p:.3g}")
     table["train s"] = table.pop("seconds").map("{:.0f}".format)
+    table["step speed-up, cached block 4"] = rows["speedup"].map(lambda x: "" if pd.isna(x) else f"{x:.1f}x")
     return table.to_markdown(index=False)
 
 

@@ -1,10 +1,11 @@
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
 from pipeline import PipelineError
-from pipeline.benchmark import PROJECT, load_config, workspace_params
+from pipeline.benchmark import PROJECT, detail_table, load_config, workspace_params
 from pipeline.config import SCHEMA, check
 
 
@@ -32,3 +33,15 @@ def test_a_target_that_is_not_a_number_is_refused_before_anything_runs(tmp_path)
     config.write_text("produce:\n  target: 0.99 (at most 1 error)\n")
     with pytest.raises(PipelineError, match="produce.target should be an accuracy"):
         load_config(config)
+
+
+def test_the_detail_table_gives_cv_spread_and_the_fine_tuning_speed_up_where_they_apply():
+    rows = pd.DataFrame({
+        "row": ["head", "tuned"], "approach": ["bottleneck + logreg", "fine-tuned block 5 + dense"],
+        "accuracy": [0.95, 0.9], "ci_low": [0.9, 0.85], "ci_high": [0.99, 0.95], "errors": [5, 10],
+        "mcnemar_p": [float("nan"), 0.03], "seconds": [2.0, 90.0], "cv_accuracy": [0.94, float("nan")],
+        "cv_std": [0.01, float("nan")], "speedup": [float("nan"), 4.46],
+    })
+    lines = detail_table(rows).splitlines()
+    assert "| head " in lines[2] and "0.940 ± 0.010" in lines[2] and "best" in lines[2]
+    assert "| tuned " in lines[3] and "4.5x" in lines[3] and "n/a" in lines[3] and "0.03" in lines[3]
