@@ -7,7 +7,6 @@ settings from --config), so an interrupted benchmark resumes where it stopped. N
 full run takes hours on a laptop CPU.
 """
 import argparse
-import json
 import os
 import shutil
 import subprocess
@@ -18,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from pipeline import PipelineError, paths
+from pipeline import PipelineError
 from pipeline.config import ROW_SECTIONS
 from pipeline.files import write_text
 from pipeline.report import fmt_spread
@@ -69,9 +68,7 @@ def run_dataset(data_dir, config, approaches, work):
                                 stderr=subprocess.STDOUT)
     if result.returncode != 0:
         raise PipelineError(f"dvc repro failed on {name}: see {folder / 'repro.log'}")
-    rows = pd.read_csv(folder / "reports" / "summary.csv")
-    metrics = [json.loads((folder / paths.metrics_file(row)).read_text()) for row in rows["row"]]
-    return rows.assign(dataset=name, speedup=[m.get("speedup") for m in metrics])
+    return pd.read_csv(folder / "reports" / "summary.csv").assign(dataset=name)
 
 
 def summary_line(name, rows, entry):

@@ -7,7 +7,7 @@ import numpy as np
 from cleanlab.filter import find_label_issues
 from cleanlab.outlier import OutOfDistribution
 
-from pipeline.backbone import BLOCK4
+from pipeline.heads import LAYERS, vectors
 
 NEIGHBOURS = 10  # cleanlab's default
 CHUNK = 256  # images of block-4 output in memory at once
@@ -37,9 +37,9 @@ def typicality(features_file):
     oddest of 245; on block 5's pooled features it was not among the five oddest.
     """
     with h5py.File(features_file, "r") as h5:
-        maps = h5[BLOCK4]
-        vectors = np.concatenate([maps[i:i + CHUNK].mean(axis=(1, 2)) for i in range(0, len(maps), CHUNK)])
+        maps = h5[LAYERS["block4"][0]]
+        pooled = np.concatenate([vectors(maps[i:i + CHUNK], "block4") for i in range(0, len(maps), CHUNK)])
         paths = [p.decode() for p in h5["paths"][:]]
-    neighbours = min(NEIGHBOURS, len(vectors) - 1)
-    scores = OutOfDistribution(params={"k": neighbours}).fit_score(features=vectors, verbose=False)
+    neighbours = min(NEIGHBOURS, len(pooled) - 1)
+    scores = OutOfDistribution(params={"k": neighbours}).fit_score(features=pooled, verbose=False)
     return paths, scores

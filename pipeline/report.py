@@ -44,6 +44,7 @@ def summary_row(name, metrics, predictions):
         "roc_auc": scored.get("roc_auc", cv.get("roc_auc", {}).get("mean")),
         "tta": metrics.get("tta", False),
         "seconds": metrics["fit_seconds"] + metrics.get("cv_seconds", 0),
+        "speedup": metrics.get("speedup"),  # fine-tuning's step speed-up from cached block-4 output
     }
 
 

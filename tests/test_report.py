@@ -38,4 +38,3 @@ def test_rows_scored_on_different_images_are_not_compared():
             "b": ({"type": "logreg", "fit_seconds": 1}, other)}
     with pytest.raises(PipelineError, match="different images"):
         comparison([summary_row(n, *r) for n, r in runs.items()], {n: p for n, (_, p) in runs.items()})
-
