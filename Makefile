@@ -34,8 +34,8 @@ report: repro ## Bring everything up to date and print reports/report.md
 test: setup ## Run the test suite (real-data tests need VGG16_IMAGENET_WEIGHTS and PIPELINE_TEST_DATASETS)
 	python -m pytest -q -p no:cacheprovider
 
-predict: setup ## Label images: make predict MODEL=models/logreg.joblib IMAGES=folder_or_files
-	python -m pipeline.predict $(MODEL) $(IMAGES)
+predict: setup ## Label images with the report's chosen row: make predict IMAGES=folder_or_files [MODEL=models/x.joblib]
+	python -m pipeline.predict $(IMAGES) $(if $(MODEL),--model $(MODEL))
 
 benchmark: setup ## Benchmark datasets by path: make benchmark DATASETS="dir1 dir2" (hours on a CPU; not a test)
 	python -m pipeline.benchmark $(DATASETS)

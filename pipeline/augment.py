@@ -1,12 +1,16 @@
-"""Random image augmentation from params.yaml's `augment` section, as Keras layers.
+"""Random image augmentation from params.yaml's `augment` section.
 
-One set of settings serves the scratch CNN (layers inside the model, active only while
-training) and the augmented copies that go through VGG16 into the feature cache.
+The scratch CNN gets Keras random layers (new transforms every epoch, active only while
+training). The augmented copies that go through VGG16 into the feature cache are drawn per
+image instead, from `augment.seed` and the image's content, so that the batch size, the order of
+the images and their file names never change a cached feature.
 """
 import keras
 import numpy as np
 
 FILL = "nearest"  # what the classic tutorial's ImageDataGenerator used at the borders
+# The settings that scale a copy's random draws, in the order they are drawn.
+GEOMETRIC = ("rotation", "width_shift", "height_shift", "shear", "zoom")
 
 
 def transforms(settings, seed):
@@ -31,31 +35,63 @@ def model_layers(settings, seed):
 
 
 def mirror(images):
-    """Left-right mirror of a batch (n, height, width, channels)."""
-    return images[:, :, ::-1]
+    """Left-right mirror of images (..., height, width, channels)."""
+    return images[..., ::-1, :]
+
+
+def sampling_maps(draws, height, width):
+    """Where each output pixel is read from in the image: affine_transform's 8 numbers per copy.
+
+    `draws` holds one row per copy of GEOMETRIC values, with the meanings of Keras's random
+    layers: rotation in full turns, shifts in fractions of the width and height, a shear
+    coefficient, and zoom (each output pixel is read from 1 + zoom times as far from the centre,
+    so above 0 zooms out). All act about the image centre.
+    """
+    rotation, width_shift, height_shift, shear, zoom = np.asarray(draws, dtype=np.float64).T
+    cos, sin = np.cos(2 * np.pi * rotation), np.sin(2 * np.pi * rotation)
+    scale = 1 + zoom
+    # rotation @ [[1, shear], [0, 1]] @ scale: one matrix, so each pixel is interpolated once
+    a0, a1 = scale * cos, scale * (cos * shear - sin)
+    b0, b1 = scale * sin, scale * (sin * shear + cos)
+    cx, cy = (width - 1) / 2, (height - 1) / 2
+    a2 = cx - a0 * cx - a1 * cy + width_shift * width
+    b2 = cy - b0 * cx - b1 * cy + height_shift * height
+    zeros = np.zeros_like(a0)
+    return np.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1).astype(np.float32)
 
 
 class Copies:
-    """Makes `count` augmented copies of each image in a batch, reproducibly for a given seed.
+    """Makes `count` augmented copies of each image, each decided by the seed, the image's key and its index.
 
-    With horizontal_flip on, every other copy is mirrored (the first one is), rather than
-    each by a coin toss, so one copy is always the mirror image however few there are.
+    A key is the hex sha256 of the image file, so a renamed or moved image gets the same copies,
+    and neither the batch an image comes in nor its place there changes them. With
+    horizontal_flip on, every other copy is mirrored (the first one is), rather than each by a
+    coin toss, so one copy is always the mirror image however few there are.
     """
 
     def __init__(self, settings, count, seed):
         self.count = count
+        self.seed = seed
         self.flip = settings["horizontal_flip"]
-        layers = transforms(settings, seed)
-        self.transform = keras.Sequential(layers) if layers else None
+        self.factors = np.array([settings[name] for name in GEOMETRIC], dtype=np.float64)
 
-    def __call__(self, images):
-        """(n, h, w, c) images -> (n, count, h, w, c) copies."""
-        copies = []
-        for index in range(self.count):
-            copy = images
-            if self.transform is not None:
-                copy = np.asarray(self.transform(images, training=True))
-            if self.flip and index % 2 == 0:
-                copy = mirror(copy)
-            copies.append(copy)
-        return np.stack(copies, axis=1)
+    def __call__(self, images, keys):
+        """(n, h, w, c) images and their n keys -> (n, count, h, w, c) copies."""
+        copies = np.repeat(images[:, None], self.count, axis=1)
+        if self.factors.any():
+            draws = np.concatenate([self.draws(key) for key in keys])
+            moved = keras.ops.image.affine_transform(
+                copies.reshape(-1, *images.shape[1:]), sampling_maps(draws, *images.shape[1:3]),
+                interpolation="bilinear", fill_mode=FILL)
+            copies = np.array(moved).reshape(copies.shape)  # a writable copy, for the mirroring below
+        if self.flip:
+            copies[:, ::2] = mirror(copies[:, ::2])
+        return copies
+
+    def draws(self, key):
+        """(count, GEOMETRIC) transform values of one image's copies: each uniform within ± its setting.
+
+        Copy i's row depends only on the seed, the key and i (a larger count adds rows at the end).
+        """
+        generator = np.random.default_rng([self.seed, int(key[:16], 16)])
+        return generator.uniform(-1, 1, (self.count, len(GEOMETRIC))) * self.factors

@@ -12,10 +12,11 @@ SCHEMA = {
     "data": {
         "dir": str,
         "split": {"validation": float, "test": float, "seed": int},
+        "duplicates": {"max_distance": int, "heldout": str},
     },
     "backbone": {"weights": str, "input_size": int, "pooling": str, "batch_size": int},
     "augment": {
-        "copies": int, "rotation": float, "width_shift": float, "height_shift": float,
+        "copies": int, "seed": int, "rotation": float, "width_shift": float, "height_shift": float,
         "shear": float, "zoom": float, "horizontal_flip": bool,
     },
     "evaluate": {"folds": int, "seed": int, "tta": bool},
@@ -24,24 +25,49 @@ SCHEMA = {
     "scratch": dict,
 }
 POOLINGS = ("flatten", "avg", "max")
+HELDOUT_DUPLICATES = ("drop", "keep")
 ROW_SECTIONS = ("heads", "finetune", "scratch")  # each name under these is one row of the report
 TYPE_NAMES = {str: "text", int: "whole number", float: "number", dict: "mapping", bool: "true or false"}
 
 
+def stage_params(reads, name=None, path="params.yaml"):
+    """params.yaml, checked whole, narrowed to the keys a stage declares it reads.
+
+    `reads` are dotted keys ("data.dir", "heads.{name}") that must equal the stage's `params` in
+    dvc.yaml (tests/test_dvc_graph.py checks): a stage cannot read a setting that DVC does not
+    know it depends on, which would leave `dvc repro` serving stale results.
+    """
+    params, narrowed = load_params(path), {}
+    for read in reads:
+        keys = read.format(name=name).split(".")
+        value, target = params, narrowed
+        for depth, key in enumerate(keys):
+            if not isinstance(value, dict) or key not in value:
+                where = ".".join(keys[:depth]) or "the top level"
+                there = ", ".join(value) if isinstance(value, dict) and value else "none"
+                raise PipelineError(f"params.yaml has no {key!r} under {where}; there: {there}")
+            value = value[key]
+            target = target.setdefault(key, {}) if depth < len(keys) - 1 else target
+        target[keys[-1]] = value
+    return narrowed
+
+
 def load_params(path="params.yaml"):
+    """All of params.yaml, checked: unknown and missing keys and wrong types are errors that name them."""
     path = Path(path)
     if not path.is_file():
-        raise PipelineError(f"{path} not found: run from the project folder, or pass --params")
+        raise PipelineError(f"{path} not found: run from the project folder, where params.yaml is")
     try:
         params = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise PipelineError(f"{path} is not valid YAML: {exc}".replace("\n", " ")) from exc
     check(params, SCHEMA, prefix="")
-    if params["backbone"]["pooling"] not in POOLINGS:
-        raise PipelineError(
-            f"params.yaml: backbone.pooling is {params['backbone']['pooling']!r}; "
-            f"use one of {', '.join(POOLINGS)}"
-        )
+    for where, value, allowed in (
+        ("backbone.pooling", params["backbone"]["pooling"], POOLINGS),
+        ("data.duplicates.heldout", params["data"]["duplicates"]["heldout"], HELDOUT_DUPLICATES),
+    ):
+        if value not in allowed:
+            raise PipelineError(f"params.yaml: {where} is {value!r}; use one of {', '.join(allowed)}")
     return params
 
 
@@ -63,6 +89,8 @@ def check(section, schema, prefix):
             raise PipelineError(
                 f"params.yaml: {name} should be a {TYPE_NAMES[expected]}, got {value!r}"
             )
+        elif key == "seed" and value < 0:
+            raise PipelineError(f"params.yaml: {name} is {value}; seeds are whole numbers from 0 up")
 
 
 def is_instance(value, expected):

@@ -10,17 +10,20 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from pipeline import PipelineError
-from pipeline.images import files_under, unreadable
+from pipeline.files import read_table
+from pipeline.images import files_under, printable, unreadable
 
 SPLIT_FOLDERS = {"train": "train", "validation": "validation", "val": "validation", "test": "test"}
 SPLITS = ("train", "validation", "test")
+MANIFEST_COLUMNS = ("path", "split", "label", "sha256")
 HELDOUT_SPLITS = ("test", "validation")  # the first one present is scored and reported
 
 
 def find_images(data_dir, validation=0.0, test=0.2, seed=42):
     """Return (manifest, skipped): DataFrames of (path, split, label) and (path, reason).
 
-    Paths are relative to `data_dir`. Files Pillow cannot decode go to `skipped`.
+    Paths are relative to `data_dir`, as seen through linked folders. Files Pillow cannot decode,
+    or whose names are not UTF-8, go to `skipped` (their paths there with \\xNN escapes).
     """
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
@@ -50,6 +53,31 @@ def find_images(data_dir, validation=0.0, test=0.2, seed=42):
     if not (manifest["split"] == "train").any():
         raise PipelineError(f"no readable training images in {data_dir}")
     return manifest, skipped
+
+
+def read_manifest(path):
+    """A manifest CSV as written, every value text: a class folder named NA or None stays a label."""
+    return read_table(path, MANIFEST_COLUMNS)
+
+
+def check_classes(manifest, folds):
+    """Raise PipelineError unless every class has enough training images for `folds`-fold CV."""
+    if folds < 2:
+        raise PipelineError(
+            f"evaluate.folds is {folds}: cross-validation needs at least 2 folds; set evaluate.folds to 5"
+        )
+    classes = class_names(manifest)
+    if len(classes) < 2:
+        raise PipelineError(
+            f"only one class ({classes[0]}) under data.dir: a classifier needs at least two class folders"
+        )
+    train = manifest.loc[manifest["split"] == "train", "label"].value_counts().reindex(classes, fill_value=0)
+    short = train[train < folds]
+    if len(short):
+        counts = ", ".join(f"class {label!r} has only {count}" for label, count in short.items())
+        raise PipelineError(
+            f"{counts} training images but evaluate.folds is {folds}: add images or lower evaluate.folds"
+        )
 
 
 def find_split_dirs(data_dir):
@@ -138,4 +166,4 @@ def stratified_split(labels, validation, test, seed):
 
 
 def relative(files, root):
-    return [Path(f).relative_to(root).as_posix() for f in files]
+    return [printable(Path(f).relative_to(root).as_posix()) for f in files]

@@ -1,15 +1,18 @@
 """Score every model the same way: k-fold CV on train (where affordable) and held-out scores.
 
-Augmented copies of a training image stay in its fold: a fold is never scored on a twin of
-an image it trained on, and it is scored on the images themselves, not on their copies.
+Augmented copies of a training image, and copies of the image elsewhere in the training folders,
+stay in its fold: a fold is never scored on a twin of an image it trained on, and it is scored on
+the images themselves, not on their augmented copies.
 """
+import inspect
 import time
 
 import numpy as np
 import pandas as pd
 from sklearn import metrics
 from sklearn.base import clone
-from sklearn.model_selection import StratifiedKFold
+from sklearn.model_selection import StratifiedGroupKFold
+from sklearn.pipeline import Pipeline
 
 from pipeline import PipelineError
 
@@ -50,20 +53,31 @@ def predict_proba(model, X, n_classes, flipped=None):
     return proba / proba.sum(axis=1, keepdims=True)
 
 
-def fit(model, X, y):
+def fit(model, X, y, groups=None):
+    """A fitted clone of `model`, and the seconds it took; `groups` (one per row) reach estimators that take them."""
     start = time.perf_counter()
     try:
-        fitted = clone(model).fit(X, y)
+        fitted = clone(model).fit(X, y, **group_params(model, groups))
     except ValueError as exc:  # scikit-learn's way of rejecting a setting's value
         raise PipelineError(f"fitting failed ({exc}): check the settings in params.yaml") from exc
     return fitted, time.perf_counter() - start
 
 
-def grouped_folds(y, n_views, folds, seed):
+def group_params(model, groups):
+    """{"groups": ...} for an estimator whose fit takes them (the dense head stops early on whole
+    images, not on rows that have twins in its fit), routed to the last step of a pipeline."""
+    final = model[-1] if isinstance(model, Pipeline) else model
+    if groups is None or "groups" not in inspect.signature(final.fit).parameters:
+        return {}
+    return {f"{model.steps[-1][0]}__groups" if isinstance(model, Pipeline) else "groups": groups}
+
+
+def grouped_folds(y, n_views, folds, seed, groups=None):
     """Yield (train rows, test rows) of stratified k-fold CV over images with `n_views` rows each.
 
     Rows are image-major (row = image * n_views + view, view 0 the image itself). Images, not
-    rows, are split; a fold trains on every view of its images and tests on view 0 of the others.
+    rows, are split, and images sharing a group (copies of one another) land in the same fold;
+    a fold trains on every view of its images and tests on view 0 of the others.
     """
     smallest = np.bincount(y).min()
     if smallest < folds:
@@ -71,23 +85,29 @@ def grouped_folds(y, n_views, folds, seed):
             f"evaluate.folds is {folds} but the smallest class has only "
             f"{smallest} training images: lower evaluate.folds"
         )
-    splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
-    for train, test in splitter.split(np.zeros(len(y)), y):
+    groups = np.arange(len(y)) if groups is None else np.asarray(groups)
+    splitter = StratifiedGroupKFold(folds, shuffle=True, random_state=seed)
+    for train, test in splitter.split(np.zeros(len(y)), y, groups):
         yield (train[:, None] * n_views + np.arange(n_views)).ravel(), test * n_views
 
 
-def cross_validate(model, views, y, n_classes, folds, seed):
-    """Out-of-fold probabilities and per-fold scores; `views` is (images, views, features)."""
+def cross_validate(model, views, y, n_classes, folds, seed, groups=None):
+    """Out-of-fold probabilities, each image's fold, and per-fold scores; `views` is (images, views, features).
+
+    `groups` (one per image) keeps copies of an image in one fold; without it every image is its own.
+    """
     n_images, n_views = views.shape[:2]
-    rows, row_labels = views.reshape(n_images * n_views, -1), np.repeat(y, n_views)
-    out_of_fold = np.zeros((n_images, n_classes))
+    groups = np.arange(n_images) if groups is None else np.asarray(groups)
+    rows = views.reshape(n_images * n_views, -1)
+    row_labels, row_groups = np.repeat(y, n_views), np.repeat(groups, n_views)
+    out_of_fold, fold_of = np.zeros((n_images, n_classes)), np.zeros(n_images, dtype=int)
     per_fold = []
-    for train, test in grouped_folds(y, n_views, folds, seed):
-        fitted, _ = fit(model, rows[train], row_labels[train])
+    for fold, (train, test) in enumerate(grouped_folds(y, n_views, folds, seed, groups)):
+        fitted, _ = fit(model, rows[train], row_labels[train], row_groups[train])
         images = test // n_views
-        out_of_fold[images] = predict_proba(fitted, rows[test], n_classes)
+        out_of_fold[images], fold_of[images] = predict_proba(fitted, rows[test], n_classes), fold
         per_fold.append(scores(y[images], out_of_fold[images]))
-    return out_of_fold, pd.DataFrame(per_fold)
+    return out_of_fold, fold_of, pd.DataFrame(per_fold)
 
 
 def cv_summary(per_fold):
@@ -104,29 +124,38 @@ def outcome(proba, scored, classes, split):
         "predicted": classes[proba.argmax(axis=1)],
         "probability": proba.max(axis=1),
     })
-    return {"split": split, "images": len(scored.y), **scores(scored.y, proba)}, predictions
+    return {"split": split, "images": len(scored.y), **scores(scored.y, proba)}, \
+        pd.concat([predictions, probability_columns(proba, classes)], axis=1)
 
 
-def class_probabilities(proba, scored, classes):
-    """path, actual label and one `p_<class>` column per class: what the label check reads."""
-    columns = pd.DataFrame(proba, columns=[f"p_{c}" for c in classes])
-    return pd.concat([pd.DataFrame({"path": scored.paths, "actual": np.asarray(classes)[scored.y]}), columns],
-                     axis=1)
+def probability_columns(proba, classes):
+    """One `p_<class>` column per class: what the ensemble averages and the label check reads."""
+    return pd.DataFrame(proba, columns=[f"p_{c}" for c in classes])
 
 
-def evaluate(model, train, heldout, folds, seed, tta=False):
+def class_probabilities(proba, scored, classes, fold):
+    """path, actual label, CV fold and the class probabilities of every training image."""
+    known = pd.DataFrame({"path": scored.paths, "actual": np.asarray(classes)[scored.y], "fold": fold})
+    return pd.concat([known, probability_columns(proba, classes)], axis=1)
+
+
+def evaluate(model, train, heldout, folds, seed, tta=False, groups=None):
     """Return (fitted model, metrics dict, predictions, out-of-fold probabilities) for one head.
 
     `train` and `heldout` are pipeline.features.Features; `heldout` may be None, and then
     the predictions are CV's out-of-fold ones. Training uses every view (image and copies).
-    The out-of-fold probabilities of every training image are a class_probabilities table.
+    `groups` (one per training image) keeps copies of an image together, in CV folds and in
+    early stopping. The out-of-fold probabilities of every training image are a class_probabilities table.
     """
     n_classes = len(train.classes)
     views = train.views()
+    groups = np.arange(len(train.y)) if groups is None else np.asarray(groups)
     start = time.perf_counter()
-    out_of_fold, per_fold = cross_validate(model, views, train.y, n_classes, folds, seed)
+    out_of_fold, fold_of, per_fold = cross_validate(model, views, train.y, n_classes, folds, seed, groups)
     cv_seconds = time.perf_counter() - start
-    fitted, fit_seconds = fit(model, views.reshape(-1, views.shape[-1]), np.repeat(train.y, views.shape[1]))
+    n_views = views.shape[1]
+    fitted, fit_seconds = fit(model, views.reshape(-1, views.shape[-1]), np.repeat(train.y, n_views),
+                              np.repeat(groups, n_views))
     result = {"cv": cv_summary(per_fold), "cv_seconds": cv_seconds, "fit_seconds": fit_seconds,
               "training_views": int(views.shape[1])}
     if heldout is None:
@@ -136,7 +165,7 @@ def evaluate(model, train, heldout, folds, seed, tta=False):
         proba = predict_proba(fitted, heldout.X, n_classes, flipped)
         result["heldout"], predictions = outcome(proba, heldout, train.classes, heldout.meta["split"])
         result["tta"] = flipped is not None
-    return fitted, to_builtin(result), predictions, class_probabilities(out_of_fold, train, train.classes)
+    return fitted, to_builtin(result), predictions, class_probabilities(out_of_fold, train, train.classes, fold_of)
 
 
 def to_builtin(value):

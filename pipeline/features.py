@@ -42,10 +42,11 @@ def run(model, images):
     return {name: np.asarray(array, dtype=np.float32) for name, array in out.items()}
 
 
-def iter_batches(model, files, input_size, batch_size, desc=None, copies=None, mirrored=False):
+def iter_batches(model, files, input_size, batch_size, desc=None, copies=None, keys=None, mirrored=False):
     """Yield {name: array} for `files`, one batch at a time, so memory stays flat.
 
-    `copies` (an augment.Copies) adds `<name>_augmented`; `mirrored` adds `<name>_flipped`.
+    `copies` (an augment.Copies) adds `<name>_augmented`, drawn for each file from its entry in
+    `keys` (the sha256 of the file); `mirrored` adds `<name>_flipped`.
     """
     with tqdm(total=len(files), desc=desc, unit="img", disable=desc is None, mininterval=5) as progress:
         for start in range(0, len(files), batch_size):
@@ -55,7 +56,7 @@ def iter_batches(model, files, input_size, batch_size, desc=None, copies=None, m
             if mirrored:
                 arrays |= {f"{k}_flipped": v for k, v in run(model, augment.mirror(images)).items()}
             if copies is not None and copies.count:
-                extra = copies(images)
+                extra = copies(images, keys[start:start + batch_size])
                 flat = run(model, extra.reshape(-1, *images.shape[1:]))
                 arrays |= {f"{k}_augmented": v.reshape(len(batch), copies.count, *v.shape[1:])
                            for k, v in flat.items()}
@@ -76,12 +77,12 @@ def describe(model, backbone_params):
 
 
 def write_split(path, model, files, labels, rel_paths, classes, meta, batch_size,
-                copies=None, mirrored=False):
+                copies=None, keys=None, mirrored=False):
     """Extract one split into `path`; returns source images per second."""
     start = time.perf_counter()
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
         row = 0
-        batches = iter_batches(model, files, meta["input_size"], batch_size, path.stem, copies, mirrored)
+        batches = iter_batches(model, files, meta["input_size"], batch_size, path.stem, copies, keys, mirrored)
         for arrays in batches:
             for name, array in arrays.items():
                 if name not in h5:

@@ -1,9 +1,11 @@
-"""Atomic output files: an interrupted run never leaves a half-written result."""
+"""The pipeline's own files, written atomically (an interrupted run leaves no half-written one) and read back."""
 import contextlib
 import json
 import os
 import tempfile
 from pathlib import Path
+
+import pandas as pd
 
 UMASK = os.umask(0o022)
 os.umask(UMASK)
@@ -37,3 +39,8 @@ def write_json(path, data):
 def write_csv(path, frame):
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False)
+
+
+def read_table(path, text_columns=()):
+    """A CSV the pipeline wrote. Labels stay text: a class folder named NA, None or null is a class, not a gap."""
+    return pd.read_csv(path, dtype={column: str for column in text_columns}, keep_default_na=False, na_values=[""])

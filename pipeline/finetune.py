@@ -69,7 +69,7 @@ class FineTuner(ClassifierMixin, BaseEstimator):
         """`views`: (images, views, *block4 shape); `validation`: (block-4 outputs, labels) for early stopping."""
         self.classes_ = self.head.classes_
         self.build()
-        networks.compile(self.cached_, len(self.classes_),
+        networks.compile_classifier(self.cached_, len(self.classes_),
                          keras.optimizers.SGD(self.learning_rate, momentum=self.momentum))
         data = networks.RandomViews(views, y, self.batch_size, self.random_state)
         self.history_ = networks.train(self.cached_, data, validation, self.epochs, self.patience, log=True)
@@ -85,7 +85,7 @@ class FineTuner(ClassifierMixin, BaseEstimator):
 
 def seconds_per_image(model, inputs, labels, n_classes, repeats=2):
     """Time of one training step per image (after a warm-up step); the weights are left as they were."""
-    networks.compile(model, n_classes, keras.optimizers.SGD(0.0))  # a zero step: timing only
+    networks.compile_classifier(model, n_classes, keras.optimizers.SGD(0.0))  # a zero step: timing only
     model.train_on_batch(inputs, labels)
     start = time.perf_counter()
     for _ in range(repeats):

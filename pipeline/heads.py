@@ -13,6 +13,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import Normalizer, StandardScaler
 from sklearn.svm import SVC
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_consistent_length, check_is_fitted, column_or_1d, validate_data
 
 from pipeline import PipelineError, networks
 from pipeline.config import check_settings
@@ -32,12 +34,26 @@ class DenseHead(ClassifierMixin, BaseEstimator):
         self.validation_fraction = validation_fraction
         self.random_state = random_state
 
-    def fit(self, X, y):
+    def fit(self, X, y, groups=None):
+        """Fit on the rows of X; early stopping watches `validation_fraction` of the groups.
+
+        `groups` labels each row's image (its augmented copies and duplicates share the label),
+        so no image is both trained on and watched; None makes each row its own group. The
+        watched groups are kept in `stopping_groups_`, for later stages to leave out too.
+        """
+        X, y = validate_data(self, X, y, dtype=np.float32)
+        check_classification_targets(y)
+        if groups is not None:
+            groups = column_or_1d(groups)
+            check_consistent_length(y, groups)
         self.classes_, y_index = np.unique(y, return_inverse=True)
-        keras.utils.set_random_seed(self.random_state)
-        fit, stop = networks.stopping_split(y_index, self.validation_fraction, self.random_state)
         n_classes = len(self.classes_)
-        self.model_ = networks.compile(keras.Sequential([
+        if n_classes < 2:
+            raise ValueError("DenseHead needs two classes or more to learn from; y has one class")
+        keras.utils.set_random_seed(self.random_state)
+        fit, stop = networks.split_groups_for_stopping(y_index, groups, self.validation_fraction, self.random_state)
+        self.stopping_groups_ = np.unique(stop if groups is None else groups[stop])
+        self.model_ = networks.compile_classifier(keras.Sequential([
             keras.Input((X.shape[1],)),
             keras.layers.Dense(self.units, activation="relu"),
             keras.layers.Dropout(self.dropout),
@@ -50,10 +66,12 @@ class DenseHead(ClassifierMixin, BaseEstimator):
         return self
 
     def predict_proba(self, X):
-        return networks.proba(self.model_, X)
+        check_is_fitted(self)
+        return networks.proba(self.model_, validate_data(self, X, reset=False, dtype=np.float32))
 
     def predict(self, X):
-        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+        proba = self.predict_proba(X)  # first: it checks that the head is fitted
+        return self.classes_[proba.argmax(axis=1)]
 
 
 # type -> (estimator class, defaults that differ from the class's own)

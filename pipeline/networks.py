@@ -13,7 +13,8 @@ def output_layer(n_classes):
     return keras.layers.Dense(n_classes, activation="softmax")
 
 
-def compile(model, n_classes, optimizer):
+def compile_classifier(model, n_classes, optimizer):
+    """Compile with the loss that matches output_layer(n_classes); returns the model."""
     model.compile(
         optimizer=optimizer,
         loss="binary_crossentropy" if n_classes == 2 else "sparse_categorical_crossentropy",
@@ -40,16 +41,37 @@ def train(model, data, validation, epochs, patience, batch_size=None, log=False)
 
 def proba(model, X):
     """(n, n_classes) float64 probabilities that sum to 1, also from a single sigmoid unit."""
-    out = model.predict(np.asarray(X, dtype=np.float32), verbose=0).astype(np.float64)
+    X = np.asarray(X, dtype=np.float32)
+    # Called batch by batch: model.predict builds a tf.data pipeline per call, which costs more
+    # than a small head's whole prediction.
+    out = np.concatenate([keras.ops.convert_to_numpy(model(X[start:start + 32], training=False))
+                          for start in range(0, len(X), 32)]).astype(np.float64)
     if out.shape[1] == 1:
         out = np.hstack([1 - out, out])
     return out / out.sum(axis=1, keepdims=True)  # float32 softmax sums to 1 +- 1e-7
 
 
-def stopping_split(y, fraction, seed):
-    """(fit indices, early-stopping indices): a stratified slice of the training images."""
-    stratify = y if np.bincount(y).min() >= 2 else None
-    return train_test_split(np.arange(len(y)), test_size=fraction, random_state=seed, stratify=stratify)
+def split_groups_for_stopping(y, groups, fraction, seed):
+    """(fit row indices, early-stopping row indices), with whole groups on either side.
+
+    `groups` labels each row's image: an image's augmented copies, or duplicate images, share
+    one, so that early stopping never watches a twin of a row it trains on; None makes every row
+    its own group. About `fraction` of the groups stop early, stratified by class where every
+    class has two groups and both sides can hold one of each. A group's class is that of its
+    first row (a duplicate filed under two classes counts once, under the first).
+    """
+    y = np.asarray(y)
+    groups = np.arange(len(y)) if groups is None else np.asarray(groups)
+    _, first_rows, group_of_row = np.unique(groups, return_index=True, return_inverse=True)
+    group_class = y[first_rows]
+    n_groups, n_classes = len(first_rows), len(np.unique(group_class))
+    n_stop = math.ceil(fraction * n_groups)  # as train_test_split rounds
+    stratifiable = (np.unique(group_class, return_counts=True)[1].min() >= 2
+                    and min(n_stop, n_groups - n_stop) >= n_classes)
+    _, stop_groups = train_test_split(np.arange(n_groups), test_size=fraction, random_state=seed,
+                                      stratify=group_class if stratifiable else None)
+    stops = np.isin(group_of_row, stop_groups)
+    return np.flatnonzero(~stops), np.flatnonzero(stops)
 
 
 class RandomViews(keras.utils.PyDataset):

@@ -5,10 +5,12 @@ from pipeline import data
 
 MANIFEST = Path("data/manifest.csv")
 SKIPPED = Path("data/skipped.csv")
+DUPLICATES = Path("data/duplicates.csv")
 FEATURES = Path("features")
 MODELS = Path("models")
 RESULTS = Path("results")
 REPORTS = Path("reports")
+CHOSEN = REPORTS / "chosen.json"  # the row the report chose, and its model files: what predict uses by default
 
 
 def features_file(split):

@@ -3,10 +3,11 @@ import matplotlib
 
 matplotlib.use("Agg")  # no screen on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
-from PIL import Image, ImageOps  # noqa: E402
+from PIL import Image  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay  # noqa: E402
 
 from pipeline.files import atomic_path  # noqa: E402
+from pipeline.images import to_rgb  # noqa: E402
 
 
 def save(fig, path):
@@ -51,8 +52,25 @@ def image_grid(files, captions, title, path, columns=6, thumb=128):
     for ax in axes.ravel():
         ax.axis("off")
     for ax, file, caption in zip(axes.ravel(), files, captions):
-        with Image.open(file) as image:
-            ax.imshow(ImageOps.exif_transpose(image).convert("RGB").resize((thumb, thumb)))
+        ax.imshow(thumbnail(file, thumb))
         ax.set_title(caption, fontsize=8)
     fig.suptitle(title)
     save(fig, path)
+
+
+def image_groups(groups, path, thumb=96):
+    """One row of thumbnails per group; `groups` holds a list of (file, caption) per row."""
+    columns = max(len(group) for group in groups)
+    fig, axes = plt.subplots(len(groups), columns, figsize=(1.8 * columns, 1.9 * len(groups)), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for row, group in zip(axes, groups):
+        for ax, (file, caption) in zip(row, group):
+            ax.imshow(thumbnail(file, thumb))
+            ax.set_title(caption, fontsize=7)
+    save(fig, path)
+
+
+def thumbnail(file, size):
+    with Image.open(file) as image:
+        return to_rgb(image).resize((size, size))

@@ -1,15 +1,17 @@
-"""Label new images with a trained model: python -m pipeline.predict MODEL IMAGE_OR_FOLDER ...
+"""Label new images: python -m pipeline.predict IMAGE_OR_FOLDER ... [--model MODEL ...]
 
-Writes a CSV of path, label and probability (of that label).
+With no --model, the row the report chose (reports/chosen.json: one model, or the ensemble's
+heads, whose probabilities are averaged). Writes a CSV of path, label and probability (of that label).
 """
 import argparse
+import json
 from pathlib import Path
 
 import joblib
 import numpy as np
 import pandas as pd
 
-from pipeline import PipelineError, augment, backbone, evaluation, features, heads, networks
+from pipeline import PipelineError, augment, backbone, evaluation, features, heads, networks, paths
 from pipeline.files import write_csv
 from pipeline.images import files_under, load_image, unreadable
 from pipeline.stages import entry_point
@@ -36,21 +38,50 @@ def load_bundle(path):
         raise PipelineError(f"model {path} not found: train it with `dvc repro`, or check the name") from None
 
 
-def predict(bundle, files, weights=None, batch_size=32):
-    """DataFrame of path, label, probability for `files`, with the model's own input pipeline."""
-    proba = image_model_proba(bundle, files, batch_size) if "images" in bundle else \
-        head_proba(bundle, files, weights, batch_size)
-    classes = np.asarray(bundle["classes"])
+def chosen_models():
+    """The model files of the row the report chose."""
+    if not paths.CHOSEN.is_file():
+        raise PipelineError(f"no model named and no {paths.CHOSEN}: run `dvc repro` first, or name one with --model")
+    chosen = json.loads(paths.CHOSEN.read_text())
+    if not chosen:
+        raise PipelineError("the report chose no row (none has cross-validation): name a model with --model")
+    return chosen["models"]
+
+
+def predict(bundles, files, weights=None, batch_size=32):
+    """DataFrame of path, label, probability for `files`: the models' probabilities averaged,
+    each model fed through its own input pipeline (heads on one backbone share its pass)."""
+    classes = bundles[0]["classes"]
+    if any(list(b["classes"]) != list(classes) for b in bundles):
+        raise PipelineError("the models were trained on different classes: average only models of one run")
+    extracted = {}
+    proba = np.mean([image_model_proba(b, files, batch_size) if "images" in b else
+                     head_proba(b, files, weights, batch_size, extracted) for b in bundles], axis=0)
     return pd.DataFrame({
         "path": [str(f) for f in files],
-        "label": classes[proba.argmax(axis=1)],
+        "label": np.asarray(classes)[proba.argmax(axis=1)],
         "probability": proba.max(axis=1).round(6),
     })
 
 
-def head_proba(bundle, files, weights, batch_size):
-    """A head on cached VGG16 output: rebuild the backbone it was trained on, then apply the head."""
+def head_proba(bundle, files, weights, batch_size, extracted):
+    """A head on cached VGG16 output: rebuild the backbone it was trained on, then apply the head.
+
+    `extracted` keeps each backbone's outputs for the next head on the same backbone.
+    """
     meta = bundle["features"]
+    tta, layer = bundle.get("tta", False), bundle.get("layer", "block5")
+    key = (meta["weights_sha256"], int(meta["input_size"]), meta["pooling"], tta)
+    if key not in extracted:
+        extracted[key] = extract(meta, files, weights, batch_size, tta)
+    name = heads.LAYERS[layer][0]
+    X = heads.vectors(extracted[key][name], layer)
+    flipped = heads.vectors(extracted[key][f"{name}_flipped"], layer) if tta else None
+    return evaluation.predict_proba(bundle["model"], X, len(bundle["classes"]), flipped)
+
+
+def extract(meta, files, weights, batch_size, mirrored):
+    """Every output of the VGG16 that made `meta`'s features, for `files` (and their mirror images)."""
     size = int(meta["input_size"])
     base = backbone.conv_base(weights or meta["weights"], size)
     if backbone.weights_digest(base) != meta["weights_sha256"]:
@@ -59,12 +90,8 @@ def head_proba(bundle, files, weights, batch_size):
             "same weights with --weights (or the same VGG16_IMAGENET_WEIGHTS)"
         )
     model = backbone.extractor(base, meta["pooling"])
-    tta, layer = bundle.get("tta", False), bundle.get("layer", "block5")
-    name = heads.LAYERS[layer][0]
-    batches = list(features.iter_batches(model, files, size, batch_size, "predict", mirrored=tta))
-    X = heads.vectors(np.concatenate([b[name] for b in batches]), layer)
-    flipped = heads.vectors(np.concatenate([b[f"{name}_flipped"] for b in batches]), layer) if tta else None
-    return evaluation.predict_proba(bundle["model"], X, len(bundle["classes"]), flipped)
+    batches = list(features.iter_batches(model, files, size, batch_size, "predict", mirrored=mirrored))
+    return {name: np.concatenate([b[name] for b in batches]) for name in batches[0]}
 
 
 def image_model_proba(bundle, files, batch_size):
@@ -83,17 +110,19 @@ def image_model_proba(bundle, files, batch_size):
 @entry_point
 def main(argv):
     parser = argparse.ArgumentParser(prog="python -m pipeline.predict", description=__doc__.splitlines()[0])
-    parser.add_argument("model", help="a saved model, e.g. models/logreg.joblib or models/finetune_block5.joblib")
     parser.add_argument("images", nargs="+", help="image files or folders")
+    parser.add_argument("-m", "--model", action="append",
+                        help="a saved model, e.g. models/logreg.joblib; repeat to average several "
+                             f"(default: the report's chosen row, from {paths.CHOSEN})")
     parser.add_argument("-o", "--output", default="predictions.csv", help="CSV to write (default: %(default)s)")
     parser.add_argument("--weights", help="VGG16 weights file, if not the one recorded with the model")
     parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args(argv)
-    bundle = load_bundle(args.model)
+    bundles = [load_bundle(path) for path in args.model or chosen_models()]
     files = image_files(args.images)
     if not files:
         raise PipelineError("no readable images among the inputs")
-    table = predict(bundle, files, args.weights, args.batch_size)
+    table = predict(bundles, files, args.weights, args.batch_size)
     write_csv(args.output, table)
     print(table["label"].value_counts().to_string())
     print(f"{len(table)} images labelled in {args.output}")

@@ -1,9 +1,11 @@
-"""The comparison of every row (heads, fine-tuning, scratch CNN): one table and its figures.
+"""The comparison of every row (heads, their ensemble, fine-tuning, scratch CNN): one table and its figures.
 
-Rows are sorted by held-out accuracy. Each gets a 95% bootstrap interval and an exact McNemar
-test against the best row on the same images; Keras rows get learning curves; the best row's
-mistakes are shown as images, and so are the training images whose label cross-validation doubts
-and those least like the rest.
+One row is chosen before the held-out split is looked at (pipeline.selection: by CV accuracy).
+Every row's held-out accuracy gets an exact 95% interval, and every other row an exact McNemar
+test against the chosen one on the same images, Holm-adjusted for the number of rows compared.
+Keras rows get learning curves; the chosen row's mistakes are shown as images, and so are the
+training images whose label cross-validation doubts, those least like the rest, and copies of
+one image found in several places.
 """
 import json
 from pathlib import Path
@@ -11,23 +13,23 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline import PipelineError, data, features, paths, plots, quality, stats
-from pipeline.files import write_csv, write_text
+from pipeline import PipelineError, data, duplicates, features, paths, plots, quality, selection, stats
+from pipeline.files import read_table, write_csv, write_json, write_text
 
 SIGNIFICANCE = 0.05
 GRID_LIMIT = 36  # images shown in a grid: the most confident first
 ATYPICAL_SHOWN = 6
+GROUPS_SHOWN = 40  # rows of thumbnails in the duplicates figure; the text lists every group
 
 
 def load_row(name):
     metrics = json.loads(paths.metrics_file(name).read_text())
-    predictions = pd.read_csv(paths.predictions_file(name), dtype={"actual": str, "predicted": str})
-    return metrics, predictions
+    return metrics, read_table(paths.predictions_file(name), ["actual", "predicted"])
 
 
 def summary_row(name, metrics, predictions):
     correct = (predictions["actual"] == predictions["predicted"]).to_numpy()
-    low, high = stats.bootstrap_ci(correct)
+    low, high = stats.accuracy_interval(correct)
     cv = metrics.get("cv", {})
     scored = metrics.get("heldout", {})
     return {
@@ -49,14 +51,22 @@ def summary_row(name, metrics, predictions):
 
 
 def comparison(rows, predictions):
-    """One row per model, best held-out accuracy first, each tested against the best."""
-    table = pd.DataFrame(rows).sort_values(["accuracy", "cv_accuracy"], ascending=False, na_position="last")
-    best = table["row"].iloc[0]
+    """One row per model: the chosen one first, then by CV accuracy; each tested against the chosen one.
+
+    Without any CV row to choose (only fine-tuning and scratch runs), rows are tested against the
+    first, and nothing is marked chosen.
+    """
+    table = pd.DataFrame(rows)
+    chosen = selection.choose(table)
+    table["chosen"] = table["row"] == chosen
+    table = table.sort_values(["chosen", "cv_accuracy"], ascending=False, na_position="last", kind="stable")
+    reference = table["row"].iloc[0]
     right = {name: (p["actual"] == p["predicted"]).to_numpy() for name, p in predictions.items()}
     for name, p in predictions.items():
-        if list(p["path"]) != list(predictions[best]["path"]):
-            raise PipelineError(f"{name} and {best} were scored on different images: run `dvc repro`")
-    table["mcnemar_p"] = [np.nan if n == best else stats.mcnemar(right[n], right[best]) for n in table["row"]]
+        if list(p["path"]) != list(predictions[reference]["path"]):
+            raise PipelineError(f"{name} and {reference} were scored on different images: run `dvc repro`")
+    raw = [np.nan if n == reference else stats.mcnemar(right[n], right[reference]) for n in table["row"]]
+    table["mcnemar_p"] = stats.holm(raw)
     return table.reset_index(drop=True)
 
 
@@ -68,9 +78,9 @@ def markdown_table(table):
         "held-out accuracy": table["accuracy"].map("{:.3f}".format),
         "95% CI": [f"{lo:.3f}-{hi:.3f}" for lo, hi in zip(table["ci_low"], table["ci_high"])],
         "errors": [f"{e}/{n}" for e, n in zip(table["errors"], table["images"])],
-        "vs best (McNemar p)": table["mcnemar_p"].map(fmt_test),
+        "vs chosen (McNemar p, Holm)": [fmt_test(p, chosen) for p, chosen in zip(table["mcnemar_p"], table["chosen"])],
         "ROC AUC": table["roc_auc"].map(lambda v: "n/a" if pd.isna(v) else f"{v:.3f}"),
-        "TTA": table["tta"].map({True: "yes", False: "no"}),
+        "held-out TTA": table["tta"].map({True: "yes", False: "no"}),
         "train s": table["seconds"].map("{:.0f}".format),
     })
     return shown.to_markdown(index=False)
@@ -82,9 +92,9 @@ def fmt_spread(mean, std):
     return f"{mean:.3f} ± {std:.3f}"
 
 
-def fmt_test(p):
+def fmt_test(p, chosen=False):
     if pd.isna(p):
-        return "best"
+        return "chosen" if chosen else "reference"
     return f"{p:.3g} ({'differs' if p < SIGNIFICANCE else 'same'})"
 
 
@@ -110,17 +120,13 @@ def misclassified_section(predictions, data_dir, best):
     return predictions_grid(wrong, data_dir, f"{best}: mistakes", paths.REPORTS / "misclassified.png")
 
 
-def doubted_labels_section(names, data_dir, classes):
-    """Training images to look at, judged by every cross-validated head's out-of-fold probabilities averaged."""
-    judges = [name for name in names if paths.out_of_fold_file(name).exists()]
-    if not judges:
+def doubted_labels_section(heads, data_dir, classes):
+    """Training images to look at, judged by every head's out-of-fold probabilities averaged."""
+    if not heads:
         return []
-    tables = [pd.read_csv(paths.out_of_fold_file(name), dtype={"actual": str}) for name in judges]
-    if any(list(t["path"]) != list(tables[0]["path"]) for t in tables):
-        raise PipelineError(f"{', '.join(judges)} were cross-validated on different images: run `dvc repro`")
-    averaged = tables[0].assign(**{f"p_{c}": np.mean([t[f"p_{c}"] for t in tables], axis=0) for c in classes})
+    averaged = selection.mean_probabilities(heads, paths.out_of_fold_file, classes)
     doubted = quality.doubted_labels(averaged, classes)
-    heading, who = "## Training labels to check", f"the cross-validation of {', '.join(judges)}"
+    heading, who = "## Training labels to check", f"the cross-validation of {', '.join(heads)}"
     if doubted.empty:
         return [heading, f"None: {who} agrees with every label."]
     write_csv(paths.REPORTS / "doubted_labels.csv", doubted)
@@ -149,34 +155,39 @@ def atypical_section(data_dir):
             f"\n\n![unlike the rest]({path.name})"]
 
 
-def write(names, data_dir):
-    """Write reports/ (report.md, summary.csv and figures) for the rows `names`; return the table."""
+def write(names, heads, data_dir):
+    """Write reports/ (report.md, summary.csv, chosen.json and figures) for the rows `names`; return the table.
+
+    `heads` are the rows with CV whose probabilities the ensemble row averages.
+    """
     loaded = {name: load_row(name) for name in names}
     splits = split_metadata()
-    extraction = sum(m["seconds"] for m in splits.values())
-    table = comparison([summary_row(n, *loaded[n]) for n in names], {n: p for n, (_, p) in loaded.items()})
-    table["extraction_seconds"] = extraction
     meta = splits["train"]
     classes = json.loads(meta["classes"])
-    best = table["row"].iloc[0]
-    heldout = f"{table['split'].iloc[0]} ({table['images'].iloc[0]} images)"
+    combined = selection.ensemble(heads, classes)
+    if combined:
+        combined[0]["tta"] = all(loaded[head][0].get("tta", False) for head in heads)
+        loaded[selection.ENSEMBLE] = combined
+    table = comparison([summary_row(n, *row) for n, row in loaded.items()], {n: p for n, (_, p) in loaded.items()})
+    table["extraction_seconds"] = sum(m["seconds"] for m in splits.values())
+    reference = table["row"].iloc[0]
+    chosen = reference if table["chosen"].iloc[0] else None
     sections = [
         "# Comparison",
         f"Data: `{data_dir}`; classes: {', '.join(classes)}. Features: VGG16 ({meta['weights']}, "
         f"sha256 {meta['weights_sha256'][:12]}), input {meta['input_size']} px, {meta['pooling']} pooling, "
         f"{meta['augmented_copies']} augmented copies per training image.",
-        f"Scored on {heldout}, sorted by accuracy there. CV: k-fold on the training images, an image's "
-        "augmented copies always in its fold. 95% CI: percentile bootstrap over the scored images. "
-        f"McNemar: exact test of each row's right/wrong answers against the best row's ({best}) on "
-        f"the same images; 'differs' when p < {SIGNIFICANCE}. Train s: CV and final fit.",
+        choice_text(chosen, loaded, table),
         markdown_table(table),
+        "## Copies of one image in several places",
+        duplicates_section(data_dir),
         "## Feature extraction",
         "\n".join(f"- {split}: {m['images']} images, {m['images'] / m['seconds']:.2f} images/s "
                   f"({m['seconds']:.0f} s, with copies and mirror images)" for split, m in splits.items()),
     ]
     sections += finetune_speed_section(loaded)
-    sections += ["## Misclassified by the best row", misclassified_section(loaded[best][1], data_dir, best)]
-    sections += doubted_labels_section(names, data_dir, classes) + atypical_section(data_dir)
+    sections += [f"## Misclassified by {reference}", misclassified_section(loaded[reference][1], data_dir, reference)]
+    sections += doubted_labels_section(heads, data_dir, classes) + atypical_section(data_dir)
     sections.append("## Learning curves")
     for name in names:
         if paths.history_file(name).exists():
@@ -192,8 +203,56 @@ def write(names, data_dir):
         sections.append(f"![{name}]({image})")
     sections += ["## Skipped files", skipped_section()]
     write_csv(paths.REPORTS / "summary.csv", table)
+    write_json(paths.CHOSEN, chosen and {"row": chosen, "models": selection.chosen_models(chosen, loaded[chosen][0]),
+                                         "cv_accuracy": loaded[chosen][0]["cv"]["accuracy"]})
     write_text(paths.REPORTS / "report.md", "\n\n".join(sections) + "\n")
     return table
+
+
+def choice_text(chosen, loaded, table):
+    """How the row was chosen and how to read the columns."""
+    scored = f"{table['split'].iloc[0]} ({table['images'].iloc[0]} images)"
+    if chosen:
+        cv = loaded[chosen][0]["cv"]["accuracy"]
+        how = (f"**Chosen: {chosen}**, the best CV accuracy on the training images "
+               f"({cv['mean']:.3f} ± {cv['std']:.3f}), "
+               "decided before the held-out split was looked at; `predict` uses it when no model is named. "
+               "Fine-tuning and scratch rows have no CV and stop early on held-back images, so they are not "
+               "candidates: they are here for comparison. ")
+    else:
+        how = "No row has cross-validation, so none is chosen: every row is tested against the first. "
+    tta = ("Held-out TTA: the held-out score averages each image with its mirror image; CV scores each image once, "
+           "without it. " if table["tta"].any() else "")
+    return (how + f"Held-out: {scored}. CV: k-fold on the training images, augmented copies and copies of an image "
+            "always in its fold. 95% CI: exact (Clopper-Pearson). McNemar: exact test of each row's right/wrong "
+            f"answers against the {'chosen' if chosen else 'first'} row's on the same images, p Holm-adjusted for "
+            f"the {len(table) - 1} comparisons; 'differs' when p < {SIGNIFICANCE}. " + tta
+            + "Train s: CV and final fit.")
+
+
+def duplicates_section(data_dir):
+    """Every group of copies found by prepare, with thumbnails, and what was left out of the held-out score."""
+    found = duplicates.read(paths.DUPLICATES)
+    if found.empty:
+        return "None found: no image is in two places."
+    left_out = found[found["left_out"]]
+    conflicts = found.groupby("group")["label"].nunique().loc[lambda n: n > 1].index
+    lines = [f"{found['group'].nunique()} groups ({len(found)} images) of the same picture found by `prepare` "
+             f"(`{paths.DUPLICATES}`): exact copies by content hash, near copies by perceptual hash. "
+             f"{len(left_out)} held-out images copy a training image and are left out of every held-out score "
+             "(`data.duplicates.heldout: drop`); CV keeps the copies in the training images in one fold."]
+    if len(conflicts):
+        lines.append(f"**{len(conflicts)} groups carry more than one label** "
+                     f"(groups {', '.join(map(str, conflicts))}): "
+                     "the same picture under two classes is a labelling error; fix it in your folders.")
+    lines += [f"- group {g}: " + ", ".join(f"`{r.path}` ({r.split}, {r.kind}{', left out' if r.left_out else ''})"
+                                            for r in rows.itertuples()) for g, rows in found.groupby("group")]
+    path = paths.REPORTS / "duplicates.png"
+    groups = list(found.groupby("group"))
+    plots.image_groups([[(Path(data_dir) / r.path, f"#{g} {r.split}/{r.label}") for r in rows.itertuples()]
+                        for g, rows in groups[:GROUPS_SHOWN]], path)
+    shown = f"the first {GROUPS_SHOWN} groups" if len(groups) > GROUPS_SHOWN else "every group"
+    return "\n".join(lines) + f"\n\nShown: {shown}.\n\n![copies of one image]({path.name})"
 
 
 def finetune_speed_section(loaded):

@@ -4,8 +4,6 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from pipeline import PipelineError, augment, networks
-from pipeline.images import load_image
-
 
 MIN_INPUT_SIZE = 46  # four 3x3 convolutions, each followed by halving, leave at least one pixel
 
@@ -50,11 +48,12 @@ class ScratchCNN(ClassifierMixin, BaseEstimator):
         self.classes_, y_index = np.unique(y, return_inverse=True)
         keras.utils.set_random_seed(self.random_state)
         if validation is None:
-            fit, stop = networks.stopping_split(y_index, self.validation_fraction, self.random_state)
+            fit, stop = networks.split_groups_for_stopping(y_index, None, self.validation_fraction,
+                                                           self.random_state)
             (X, y_index), validation = (X[fit], y_index[fit]), (X[stop], y_index[stop])
         n_classes = len(self.classes_)
-        self.model_ = networks.compile(self._build(X.shape[1], n_classes), n_classes,
-                                       keras.optimizers.RMSprop(self.learning_rate))
+        self.model_ = networks.compile_classifier(self._build(X.shape[1], n_classes), n_classes,
+                                                  keras.optimizers.RMSprop(self.learning_rate))
         self.history_ = networks.train(self.model_, (X, y_index), validation, self.epochs,
                                        self.patience, self.batch_size, log=True)
         return self
@@ -62,7 +61,3 @@ class ScratchCNN(ClassifierMixin, BaseEstimator):
     def predict_proba(self, X):
         return networks.proba(self.model_, X)
 
-
-def load_images(files, size):
-    """(n, size, size, 3) uint8: a quarter of float32's memory for a whole training set."""
-    return np.stack([load_image(f, size).astype(np.uint8) for f in files])

@@ -1,3 +1,6 @@
+import hashlib
+
+import keras
 import numpy as np
 import pytest
 
@@ -11,16 +14,52 @@ def images(n=3, size=24):
     return np.random.default_rng(0).uniform(0, 255, (n, size, size, 3)).astype(np.float32)
 
 
-def test_copies_are_random_reproducible_and_every_other_one_mirrored():
-    batch = images()
-    first = augment.Copies(ON, count=3, seed=7)(batch)
-    again = augment.Copies(ON, count=3, seed=7)(batch)
-    assert first.shape == (3, 3, 24, 24, 3)
-    np.testing.assert_array_equal(first, again)
+def keys(batch):
+    return [hashlib.sha256(image.tobytes()).hexdigest() for image in batch]
+
+
+def test_copies_depend_on_the_seed_and_each_image_not_on_its_batch():
+    batch = images(n=4)
+    first = augment.Copies(ON, count=3, seed=7)(batch, keys(batch))
+    assert first.shape == (4, 3, 24, 24, 3)
     assert not np.allclose(first[:, 0], augment.mirror(batch))  # transformed, not only mirrored
-    flip_only = augment.Copies({**OFF, "horizontal_flip": True}, count=2, seed=0)(batch)
+    # Smaller batches in another order give each image the same copies; more copies add to them.
+    copies = augment.Copies(ON, count=3, seed=7)
+    swapped = np.concatenate([copies(batch[2:][::-1], keys(batch[2:][::-1])), copies(batch[:2], keys(batch[:2]))])
+    np.testing.assert_allclose(swapped, first[[3, 2, 0, 1]], atol=1e-3)
+    np.testing.assert_allclose(augment.Copies(ON, count=5, seed=7)(batch, keys(batch))[:, :3], first, atol=1e-3)
+    assert not np.allclose(augment.Copies(ON, count=3, seed=8)(batch, keys(batch)), first, atol=1)
+    # The key, not the place in the batch, decides: the same image under another key gets other copies.
+    twice = augment.Copies(ON, count=3, seed=7)(batch[[0, 0]], [keys(batch)[0], keys(batch)[1]])
+    np.testing.assert_allclose(twice[0], first[0], atol=1e-3)
+    assert not np.allclose(twice[1], first[0], atol=1)
+
+
+def test_with_only_the_flip_every_other_copy_is_the_mirror_image():
+    batch = images()
+    flip_only = augment.Copies({**OFF, "horizontal_flip": True}, count=3, seed=0)(batch, keys(batch))
     np.testing.assert_array_equal(flip_only[:, 0], batch[:, :, ::-1])
     np.testing.assert_array_equal(flip_only[:, 1], batch)
+    np.testing.assert_array_equal(flip_only[:, 2], batch[:, :, ::-1])
+
+
+@pytest.mark.parametrize("setting", augment.GEOMETRIC)
+def test_each_transform_changes_the_copies_and_zero_switches_it_off(setting):
+    batch = images()
+    changed = augment.Copies({**OFF, setting: 0.2}, count=2, seed=0)(batch, keys(batch))
+    assert np.abs(changed - batch[:, None]).mean(axis=(2, 3, 4)).min() > 5  # every copy, on 0-255 noise
+    np.testing.assert_array_equal(augment.Copies(OFF, count=2, seed=0)(batch, keys(batch)), batch[:, None].repeat(2, 1))
+
+
+def test_rotation_counts_full_turns_and_shifts_fractions_of_the_size():
+    image = images(n=1, size=40)
+    quarter_turn = augment.sampling_maps([[0.25, 0, 0, 0, 0]], 40, 40)
+    turned = np.asarray(keras.ops.image.affine_transform(image, quarter_turn))[0]
+    assert any(np.allclose(turned, np.rot90(image[0], k), atol=1e-2) for k in (1, -1))
+    quarter_width = augment.sampling_maps([[0, 0.25, 0, 0, 0]], 40, 40)
+    shifted = np.asarray(keras.ops.image.affine_transform(image, quarter_width))[0]
+    assert (np.allclose(shifted[:, :30], image[0, :, 10:], atol=1e-2)
+            or np.allclose(shifted[:, 10:], image[0, :, :30], atol=1e-2))
 
 
 @pytest.mark.parametrize("setting", sorted(OFF))

@@ -2,7 +2,7 @@ import pytest
 import yaml
 
 from pipeline import PipelineError
-from pipeline.config import load_params
+from pipeline.config import load_params, stage_params
 
 VALID = yaml.safe_load(open("params.yaml"))
 
@@ -34,6 +34,9 @@ def test_a_typo_names_the_key_and_suggests_the_right_one(tmp_path):
     ("backbone", "input_size", "big", r"backbone\.input_size should be a whole number"),
     ("evaluate", "folds", 2.5, r"evaluate\.folds should be a whole number"),
     ("backbone", "pooling", "mean", r"backbone\.pooling is 'mean'; use one of flatten, avg, max"),
+    ("augment", "seed", -1, r"augment\.seed is -1; seeds are whole numbers from 0 up"),
+    ("data", "duplicates", {"max_distance": 4, "heldout": "ignore"},
+     r"data\.duplicates\.heldout is 'ignore'; use one of drop, keep"),
 ])
 def test_wrong_values_are_named(tmp_path, section, key, value, message):
     with pytest.raises(PipelineError, match=message):
@@ -53,3 +56,12 @@ def test_broken_yaml_is_reported_on_one_line(tmp_path):
     with pytest.raises(PipelineError, match="not valid YAML") as error:
         load_params(path)
     assert "\n" not in str(error.value)
+
+
+def test_a_stage_sees_only_the_settings_it_declares(tmp_path):
+    path = write(tmp_path, VALID)
+    narrowed = stage_params(("evaluate.folds", "heads.{name}"), name="logreg", path=path)
+    assert narrowed == {"evaluate": {"folds": VALID["evaluate"]["folds"]},
+                        "heads": {"logreg": VALID["heads"]["logreg"]}}
+    with pytest.raises(PipelineError, match=r"params.yaml has no 'xgb' under heads; there: dense_l2, linear_svm"):
+        stage_params(("heads.{name}",), name="xgb", path=path)

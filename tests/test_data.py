@@ -1,10 +1,13 @@
 import hashlib
+import os
 
+import pandas as pd
 import pytest
 
 from pipeline import PipelineError, data
 from pipeline.data import class_names, find_images
-from tests.conftest import make_tree, write_image
+from pipeline.files import write_csv
+from tests.conftest import COLOURS, make_tree, write_image
 
 
 def digest(root):
@@ -75,3 +78,73 @@ def test_the_reported_split_is_test_else_validation_and_early_stopping_uses_the_
     assert data.heldout_split(["train"]) is None
     assert data.stopping_split(iter(["train", "validation", "test"])) == "validation"
     assert data.stopping_split(["train", "validation"]) is None
+
+
+@pytest.mark.parametrize("label", ["NA", "None", "null", "nan", "NaN", "<NA>", "#NA", "1.0", " "])
+def test_class_folders_named_like_missing_values_survive_the_manifest_csv(tmp_path, label):
+    root = tmp_path / "images"
+    for name in ("cats", label):
+        write_image(root / "train" / name / "0.png", (200, 40, 40), 0)
+    manifest, _ = find_images(root)
+    write_csv(tmp_path / "manifest.csv", manifest.assign(sha256="0" * 64))
+    again = data.read_manifest(tmp_path / "manifest.csv")
+    assert again[["path", "split", "label"]].to_dict("list") == manifest.to_dict("list")
+    assert sorted(again["label"]) == sorted(["cats", label])
+
+
+def test_a_file_name_that_is_not_utf8_is_skipped_with_a_printable_path(tmp_path):
+    root = make_tree(tmp_path / "images", splits=("train",), per_class=2)
+    write_image(root / "train/red" / os.fsdecode(b"caf\xe9.png"), COLOURS["red"], 0)
+    with pytest.warns(UserWarning, match=r"caf\\xe9\.png"):
+        manifest, skipped = find_images(root)
+    assert skipped["path"].tolist() == ["train/red/caf\\xe9.png"]
+    assert "rename" in skipped["reason"].iloc[0]
+    assert len(manifest) == 4
+    write_csv(tmp_path / "manifest.csv", manifest)  # what used to fail
+    write_csv(tmp_path / "skipped.csv", skipped)
+
+
+def test_linked_folders_are_followed_once_and_their_files_named_through_the_link(tmp_path):
+    root = make_tree(tmp_path / "images", splits=("train",), per_class=1)
+    write_image(tmp_path / "elsewhere/far.png", COLOURS["red"], 1)
+    write_image(root / "train/red/nested/near.png", COLOURS["red"], 2)
+    (root / "train/red/more").symlink_to(tmp_path / "elsewhere")
+    (root / "train/red/linked.png").symlink_to(tmp_path / "elsewhere/far.png")
+    (root / "train/red/nested/up").symlink_to("..")  # a loop back to the class folder
+    manifest, skipped = find_images(root)
+    assert sorted(manifest.loc[manifest["label"] == "red", "path"]) == [
+        "train/red/0.png", "train/red/linked.png", "train/red/more/far.png", "train/red/nested/near.png",
+    ]
+    assert skipped.empty
+
+
+def test_a_broken_link_is_named_not_silently_missing(tmp_path):
+    root = make_tree(tmp_path / "images", splits=("train",), per_class=1)
+    (root / "train/red/gone.png").symlink_to(tmp_path / "nowhere.png")
+    with pytest.warns(UserWarning, match="skipping"):
+        _, skipped = find_images(root)
+    assert skipped["path"].tolist() == ["train/red/gone.png"]
+    assert "No such file" in skipped["reason"].iloc[0]
+
+
+def manifest_of(train_counts):
+    """A manifest with `train_counts` training images per class (and one test image each)."""
+    rows = [(f"train/{label}/{n}.png", "train", label) for label, count in train_counts.items() for n in range(count)]
+    rows += [(f"test/{label}/0.png", "test", label) for label in train_counts]
+    return pd.DataFrame(rows, columns=["path", "split", "label"])
+
+
+def test_enough_training_images_per_class_for_the_folds_pass():
+    data.check_classes(manifest_of({"cats": 5, "dogs": 7}), folds=5)
+
+
+@pytest.mark.parametrize("counts, folds, message", [
+    ({"cats": 5, "dogs": 5}, 1, r"^evaluate\.folds is 1: cross-validation needs at least 2 folds; set evaluate"),
+    ({"cats": 9}, 5, r"^only one class \(cats\) under data\.dir: .* at least two class folders$"),
+    ({"cats": 9, "x": 3}, 5, r"^class 'x' has only 3 training images but evaluate\.folds is 5: add images or lower"),
+    ({"cats": 9, "x": 3, "y": 0}, 5, r"^class 'x' has only 3, class 'y' has only 0 training images"),
+])
+def test_too_few_classes_images_or_folds_say_what_to_change(counts, folds, message):
+    with pytest.raises(PipelineError, match=message) as raised:
+        data.check_classes(manifest_of(counts), folds)
+    assert "\n" not in str(raised.value)

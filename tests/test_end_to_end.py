@@ -1,4 +1,5 @@
 """The pipeline as a user drives it: dvc repro on a few real images with the real VGG16 weights."""
+import json
 import os
 import shutil
 import subprocess
@@ -44,6 +45,10 @@ def project(tmp_path, shared_datasets, imagenet_weights):
     placeholder(data / "train/dogs/image_not_found.gif")
     dogs = sorted((shared_datasets / "cats-dogs-small/train/dogs").iterdir())
     shutil.copy(dogs[PER_CLASS["train"]], data / "train/cats/mislabelled_dog.jpg")  # a dog filed under cats
+    # Held-out copies of training images: one byte for byte, one resized and re-encoded.
+    shutil.copy(data / "train/dogs" / dogs[0].name, data / "test/dogs/copy_of_a_training_dog.jpg")
+    with Image.open(sorted((data / "train/cats").glob("cat*"))[0]) as cat:
+        cat.resize((150, 150)).save(data / "test/cats/smaller_training_cat.jpg", quality=80)
     (data / "train/dogs/notes.txt").write_text("not an image")
 
     root = tmp_path / "project"
@@ -71,19 +76,28 @@ def test_repro_report_rerun_and_predict(project):
     assert "Running stage 'features'" in first.stdout
 
     logreg = yaml.safe_load((project / "results/logreg/metrics.json").read_text())
-    assert logreg["heldout"]["images"] == 16
+    assert logreg["heldout"]["images"] == 16  # the two held-out copies of training images are left out
     assert logreg["heldout"]["accuracy"] >= 0.8  # chance is 0.5
     assert logreg["cv"]["accuracy"]["mean"] >= 0.7
 
     report = (project / "reports/report.md").read_text()
     assert "train/cats/broken.jpg" in report and "train/dogs/notes.txt" in report
     doubted = pd.read_csv(project / "reports/doubted_labels.csv")
-    assert "train/cats/mislabelled_dog.jpg" in set(doubted["path"]) and len(doubted) <= 3
+    # The planted dog is the most confidently doubted of the few images doubted (42 in training).
+    assert doubted.sort_values("probability")["path"].iloc[-1] == "train/cats/mislabelled_dog.jpg"
+    assert len(doubted) <= 6
     assert (project / "reports/doubted_labels.png").stat().st_size > 0
     assert pd.read_csv(project / "reports/atypical.csv")["path"].iloc[0] == "train/dogs/image_not_found.gif"
+    copies = pd.read_csv(project / "data/duplicates.csv")
+    assert set(copies.loc[copies["left_out"], "path"]) == {"test/dogs/copy_of_a_training_dog.jpg",
+                                                          "test/cats/smaller_training_cat.jpg"}
+    assert "2 held-out images copy a training image" in report and "`test/cats/smaller_training_cat.jpg`" in report
+    assert "CV scores each image once, without it" in report  # CV and held-out columns say how they differ
     summary = pd.read_csv(project / "reports/summary.csv")
-    assert set(summary["row"]) == {"logreg", "logreg_block4", "dense", "finetune_block5", "scratch_cnn"}
+    assert set(summary["row"]) == {"logreg", "logreg_block4", "dense", "ensemble", "finetune_block5", "scratch_cnn"}
     assert (summary["images"] == 16).all() and summary["mcnemar_p"].isna().sum() == 1
+    chosen = summary.loc[summary["chosen"]]
+    assert len(chosen) == 1 and chosen["cv_accuracy"].iloc[0] == summary["cv_accuracy"].max()
     for figure in ("confusion_dense", "curve_dense", "curve_finetune_block5", "curve_scratch_cnn"):
         assert (project / f"reports/{figure}.png").stat().st_size > 0
     # Fine-tuning from cached block-4 output costs much less per step than running all of VGG16.
@@ -103,10 +117,9 @@ def test_repro_report_rerun_and_predict(project):
     assert (project / "features/train.h5").stat().st_mtime_ns == features_written
 
     test_images = Path(params["data"]["dir"]) / "test"
-    run([sys.executable, "-m", "pipeline.predict", "models/logreg.joblib", str(test_images),
-         "-o", "labels.csv"], project)
+    run([sys.executable, "-m", "pipeline.predict", str(test_images), "-o", "labels.csv"], project)  # the chosen row
     labels = pd.read_csv(project / "labels.csv")
-    assert len(labels) == 16
+    assert len(labels) == 18
     truth = labels["path"].str.contains("/dogs/").map({True: "dogs", False: "cats"})
     assert (labels["label"] == truth).mean() >= 0.8
 
@@ -115,9 +128,17 @@ def test_repro_report_rerun_and_predict(project):
     for name in ("finetune_block5", "logreg_block4"):
         assert_predict_matches_scoring(project, name, test_images)
 
+    # An image fixed in place: its features are out of date (and everything after them).
+    fixed = sorted((Path(params["data"]["dir"]) / "train/cats").glob("cat*"))[1]
+    with Image.open(fixed) as image:
+        image.transpose(Image.Transpose.FLIP_TOP_BOTTOM).save(fixed)
+    status = json.loads(run([sys.executable, "-m", "dvc", "status", "--json"], project).stdout)
+    assert "features" in status and "prepare" in status
+
 
 def assert_predict_matches_scoring(project, name, images):
-    run([sys.executable, "-m", "pipeline.predict", f"models/{name}.joblib", str(images), "-o", "out.csv"], project)
+    run([sys.executable, "-m", "pipeline.predict", str(images), "--model", f"models/{name}.joblib", "-o", "out.csv"],
+        project)
     labelled = pd.read_csv(project / "out.csv").assign(path=lambda t: t["path"].str.split("/test/").str[1])
     scored = pd.read_csv(project / f"results/{name}/predictions.csv")
     merged = scored.assign(path=scored["path"].str.split("test/").str[1]).merge(labelled, on="path")

@@ -2,6 +2,8 @@ import numpy as np
 import pytest
 from sklearn.datasets import make_classification
 from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from pipeline import PipelineError
 from pipeline.evaluation import METRICS, cross_validate, evaluate, grouped_folds, scores
@@ -33,11 +35,11 @@ def test_cross_validation_then_held_out_scores():
     assert result["cv"]["accuracy"]["mean"] > 0.8 and result["cv"]["accuracy"]["std"] >= 0
     assert result["heldout"]["split"] == "test" and result["heldout"]["images"] == 40
     assert result["heldout"]["accuracy"] > 0.8
-    assert list(predictions.columns) == ["path", "split", "actual", "predicted", "probability"]
+    assert list(predictions.columns) == ["path", "split", "actual", "predicted", "probability", "p_a", "p_b"]
     assert set(predictions["predicted"]) <= {"a", "b"}
     assert hasattr(fitted[-1], "coef_")
     # Every training image's probabilities from the fold that did not train on it, for the label check.
-    assert list(out_of_fold.columns) == ["path", "actual", "p_a", "p_b"] and len(out_of_fold) == 100
+    assert list(out_of_fold.columns) == ["path", "actual", "fold", "p_a", "p_b"] and len(out_of_fold) == 100
     np.testing.assert_allclose(out_of_fold[["p_a", "p_b"]].sum(axis=1), 1)
     assert (out_of_fold[["p_a", "p_b"]].idxmax(axis=1).str[2:] == out_of_fold["actual"]).mean() > 0.8
 
@@ -77,8 +79,39 @@ def test_twins_across_folds_would_show_as_a_perfect_score_on_random_labels():
     rng = np.random.default_rng(0)
     X, y = rng.normal(size=(60, 5)), rng.integers(0, 2, 60)
     views = np.repeat(X[:, None], 3, axis=1)  # two "augmented" copies identical to the image
-    _, per_fold = cross_validate(KNeighborsClassifier(1), views, y, 2, folds=5, seed=0)
+    _, _, per_fold = cross_validate(KNeighborsClassifier(1), views, y, 2, folds=5, seed=0)
     assert per_fold["accuracy"].mean() < 0.75  # chance is 0.5; leaking twins would give 1.0
+
+
+def test_duplicate_images_share_a_fold_so_a_copy_never_scores_its_original():
+    """Pairs of identical images with random labels: if a pair is split, 1-NN copies the twin's label."""
+    rng = np.random.default_rng(1)
+    X = np.repeat(rng.normal(size=(40, 5)), 2, axis=0)  # images 2k and 2k+1 are the same picture
+    y = np.repeat(rng.integers(0, 2, 40), 2)
+    groups = np.arange(80) // 2
+    for train, test in grouped_folds(y, n_views=1, folds=5, seed=0, groups=groups):
+        assert not set(groups[train]) & set(groups[test])
+    _, _, apart = cross_validate(KNeighborsClassifier(1), X[:, None], y, 2, folds=5, seed=0)
+    _, _, together = cross_validate(KNeighborsClassifier(1), X[:, None], y, 2, folds=5, seed=0, groups=groups)
+    assert apart["accuracy"].mean() > 0.9 and together["accuracy"].mean() < 0.75
+
+
+class RecordsGroups(KNeighborsClassifier):
+    """A classifier whose fit takes groups, as the dense head's does, and remembers them."""
+
+    def fit(self, X, y, groups=None):
+        self.groups_seen_ = groups
+        return super().fit(X, y)
+
+
+def test_row_groups_reach_an_estimator_that_takes_them_inside_a_pipeline():
+    model = make_pipeline(StandardScaler(), RecordsGroups(1))
+    train = split_features(30, "train")
+    train.augmented = train.X[:, None] + 0.01  # one augmented copy per image
+    fitted, _, _, out_of_fold = evaluate(model, train, None, folds=3, seed=0, groups=np.arange(30) // 3)
+    np.testing.assert_array_equal(fitted[-1].groups_seen_, np.repeat(np.arange(30) // 3, 2))
+    assert sorted(out_of_fold["fold"].unique()) == [0, 1, 2]
+    assert out_of_fold.groupby(np.arange(30) // 3)["fold"].nunique().max() == 1
 
 
 def test_test_time_augmentation_averages_image_and_mirror():

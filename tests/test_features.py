@@ -1,3 +1,6 @@
+import hashlib
+import shutil
+
 import h5py
 import numpy as np
 import pytest
@@ -7,6 +10,11 @@ from tests.conftest import make_tree
 
 SETTINGS = {"input_size": 32, "pooling": "avg"}
 FLIP_ONLY = {"rotation": 0, "width_shift": 0, "height_shift": 0, "shear": 0, "zoom": 0, "horizontal_flip": True}
+AUGMENT = {**FLIP_ONLY, "rotation": 0.05, "width_shift": 0.1, "height_shift": 0.1, "shear": 0.1, "zoom": 0.1}
+
+
+def sha256(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 @pytest.fixture
@@ -40,7 +48,8 @@ def test_copies_and_mirror_images_are_stored_beside_each_image(tmp_path, random_
     copies = augment.Copies(FLIP_ONLY, count=2, seed=0)
     out = tmp_path / "train.h5"
     features.write_split(out, model, files, [0, 0, 1, 1], ["p"] * 4, ["a", "b"],
-                         {"input_size": 32, "split": "train"}, batch_size=3, copies=copies, mirrored=True)
+                         {"input_size": 32, "split": "train"}, batch_size=3, copies=copies,
+                         keys=[sha256(f) for f in files], mirrored=True)
     read, block4 = features.read(out), features.read(out, backbone.BLOCK4)
     assert read.augmented.shape == (4, 2, 512) and read.flipped.shape == (4, 512)
     assert block4.X.shape == (4, 2, 2, 512) and block4.augmented.shape == (4, 2, 2, 2, 512)
@@ -48,6 +57,23 @@ def test_copies_and_mirror_images_are_stored_beside_each_image(tmp_path, random_
     np.testing.assert_allclose(read.augmented[:, 0], read.flipped, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(read.augmented[:, 1], read.X, rtol=1e-4, atol=1e-4)
     assert read.views().shape == (4, 3, 512)
+
+
+def test_augmented_copies_depend_on_the_seed_and_each_image_not_on_batches_order_or_names(tmp_path, model):
+    files = sorted(make_tree(tmp_path / "images", per_class=3).rglob("*.png"))
+
+    def augmented(files, batch_size, seed=0):
+        out = tmp_path / "features" / f"{len(files)}_{batch_size}_{seed}.h5"
+        features.write_split(out, model, files, [0] * len(files), [f.name for f in files], ["a"],
+                             {"input_size": 32, "split": "train"}, batch_size,
+                             copies=augment.Copies(AUGMENT, count=2, seed=seed), keys=[sha256(f) for f in files])
+        return features.read(out).augmented
+
+    by_four = augmented(files, batch_size=4)
+    np.testing.assert_allclose(augmented(files[::-1], batch_size=2)[::-1], by_four, rtol=1e-4, atol=1e-4)
+    renamed = shutil.copy(files[0], tmp_path / "elsewhere.png")
+    np.testing.assert_allclose(augmented([renamed], batch_size=1)[0], by_four[0], rtol=1e-4, atol=1e-4)
+    assert not np.allclose(augmented(files, batch_size=4, seed=1), by_four, rtol=1e-4, atol=1e-4)
 
 
 def test_extraction_streams_in_batches(tmp_path, model):

@@ -2,11 +2,21 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 from sklearn.datasets import make_classification
+from sklearn.svm import SVC
+from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from pipeline import PipelineError, heads
+from pipeline import PipelineError, heads, networks
 from pipeline.heads import HEADS, DenseHead, make_head
 
 FAST = {"dense": {"epochs": 30, "patience": 5, "learning_rate": 1e-2}}
+# Enough to pass scikit-learn's accuracy check on its blobs; every Keras fit costs about a second.
+CHECKED_DENSE = {"units": 8, "epochs": 3, "patience": 1, "learning_rate": 1e-2}
+EXPECTED_FAILED_CHECKS = {
+    SVC: dict.fromkeys(
+        ["check_sample_weight_equivalence_on_dense_data", "check_sample_weight_equivalence_on_sparse_data"],
+        "libsvm scales C by sample_weight, which is not repeating samples (scikit-learn marks it too)",
+    ),
+}
 
 
 def blobs(n_classes):
@@ -38,6 +48,55 @@ def test_dense_head_follows_the_estimator_contract():
     assert list(head.classes_) == ["cat", "dog"]
     assert set(head.predict(X)) <= {"cat", "dog"}
     assert len(head.history_["val_loss"]) <= 3
+
+
+@parametrize_with_checks(
+    [DenseHead(**CHECKED_DENSE) if cls is DenseHead else cls(**defaults) for cls, defaults in HEADS.values()],
+    expected_failed_checks=lambda estimator: EXPECTED_FAILED_CHECKS.get(type(estimator), {}),
+    xfail_strict=True,
+)
+def test_every_head_passes_scikit_learns_estimator_checks(estimator, check):
+    check(estimator)
+
+
+def test_dense_head_stops_early_on_whole_images_never_on_twins(monkeypatch):
+    """Three identical rows per image: a row split would watch copies of the rows it trains on."""
+    X, y = blobs(2)
+    copies = 3
+    rows, labels = np.repeat(X, copies, axis=0), np.repeat(y, copies)
+    images = np.repeat([f"image{n}" for n in range(len(y))], copies)
+    seen = {}
+
+    def recording_train(model, data, validation, *args, **kwargs):
+        seen["fit"], seen["stop"] = data[0], validation[0]
+        return real_train(model, data, validation, *args, **kwargs)
+
+    real_train = networks.train
+    monkeypatch.setattr(networks, "train", recording_train)
+    model = make_head("dense", {"type": "dense", "epochs": 2, "validation_fraction": 0.2})
+    model.fit(rows, labels, densehead__groups=images)  # how a caller passes groups through the pipeline
+
+    held = model[-1].stopping_groups_
+    assert isinstance(held, np.ndarray) and len(held) == 24  # a fifth of the 120 images
+    assert set(held) <= set(images)
+    assert np.bincount(labels[np.isin(images, held)]).tolist() == [36, 36]  # stratified, 3 rows each
+    assert len(seen["stop"]) == copies * len(held)
+    fit_rows = {row.tobytes() for row in seen["fit"]}
+    assert not [row for row in seen["stop"] if row.tobytes() in fit_rows]
+
+
+def test_dense_head_without_groups_stops_on_a_slice_of_rows():
+    X, y = blobs(3)
+    head = DenseHead(units=8, epochs=2).fit(X, y)
+    np.testing.assert_array_equal(head.stopping_groups_, np.sort(head.stopping_groups_))
+    assert len(head.stopping_groups_) == 18 and head.stopping_groups_.max() < len(y)
+    assert np.bincount(y[head.stopping_groups_]).tolist() == [6, 6, 6]
+
+
+def test_dense_head_refuses_groups_of_the_wrong_length():
+    X, y = blobs(2)
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        DenseHead(epochs=1).fit(X, y, groups=np.arange(len(y) - 1))
 
 
 def test_settings_reach_the_estimator_and_scaling_comes_first():

@@ -3,7 +3,8 @@ import keras
 import pandas as pd
 import pytest
 
-from pipeline import backbone, features
+from pipeline import backbone, features, paths
+from pipeline.files import write_json
 from pipeline.heads import make_head
 from pipeline.predict import main
 from tests.conftest import make_tree
@@ -30,7 +31,7 @@ def test_a_folder_and_a_file_are_labelled_into_a_csv(tmp_path, saved_model):
     (new / "unseen" / "red" / "readme.txt").write_text("not an image")
     out = tmp_path / "labels.csv"
     with pytest.warns(UserWarning, match="readme.txt"):
-        main([str(saved_model), str(new / "unseen" / "blue"), str(new / "unseen" / "red"), "-o", str(out)])
+        main([str(new / "unseen" / "blue"), str(new / "unseen" / "red"), "--model", str(saved_model), "-o", str(out)])
     table = pd.read_csv(out)
     assert list(table.columns) == ["path", "label", "probability"]
     assert len(table) == 8
@@ -45,13 +46,27 @@ def test_other_weights_than_the_models_are_refused(tmp_path, saved_model, capsys
     keras.applications.VGG16(include_top=False, weights=None).save_weights(other)
     image = make_tree(tmp_path / "one", per_class=1) / "train" / "red" / "0.png"
     with pytest.raises(SystemExit) as exit_:
-        main([str(saved_model), str(image), "--weights", str(other), "-o", str(tmp_path / "x.csv")])
+        main([str(image), "-m", str(saved_model), "--weights", str(other), "-o", str(tmp_path / "x.csv")])
     assert exit_.value.code == 2
     assert "weights differ from the ones the model was trained on" in capsys.readouterr().err
 
 
 def test_a_missing_model_is_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit):
-        main([str(tmp_path / "nope.joblib"), str(tmp_path)])
+        main([str(tmp_path), "--model", str(tmp_path / "nope.joblib")])
     err = capsys.readouterr().err
     assert err.startswith("error: model") and err.count("\n") == 1
+
+
+def test_without_a_model_the_reports_choice_is_used_and_an_ensemble_averages(tmp_path, saved_model, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    image = make_tree(tmp_path / "one", per_class=1) / "train" / "red" / "0.png"
+    with pytest.raises(SystemExit) as exit_:
+        main([str(image)])  # nothing chosen yet
+    assert exit_.value.code == 2
+    write_json(paths.CHOSEN, {"row": "ensemble", "models": [str(saved_model), str(saved_model)]})
+    main([str(image), "-o", "chosen.csv"])
+    main([str(image), "--model", str(saved_model), "-o", "single.csv"])
+    chosen, single = pd.read_csv("chosen.csv"), pd.read_csv("single.csv")
+    assert chosen["label"].tolist() == single["label"].tolist() == ["red"]
+    assert chosen["probability"].tolist() == pytest.approx(single["probability"].tolist())

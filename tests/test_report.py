@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from pipeline import PipelineError
-from pipeline.report import comparison, summary_row
+from pipeline.report import comparison, markdown_table, summary_row
 
 
 def predictions(wrong, n=40):
@@ -14,27 +14,53 @@ def predictions(wrong, n=40):
                          "actual": actual, "predicted": predicted, "probability": 0.9})
 
 
-def test_rows_are_ranked_by_held_out_accuracy_and_tested_against_the_best():
+def head(cv, seconds=1.0):
+    return {"type": "logreg", "fit_seconds": seconds, "cv_seconds": 2.0, "cv": {"accuracy": {"mean": cv, "std": 0.01}}}
+
+
+def table_of(runs):
+    return comparison([summary_row(name, *run) for name, run in runs.items()], {n: p for n, (_, p) in runs.items()})
+
+
+def test_the_row_with_the_best_cv_is_chosen_even_when_another_scores_higher_held_out():
     runs = {
-        "good": ({"type": "logreg", "fit_seconds": 1.0, "cv_seconds": 2.0,
-                  "cv": {"accuracy": {"mean": 0.9, "std": 0.01}}}, predictions([0])),
-        "bad": ({"type": "scratch", "approach": "small CNN from scratch", "fit_seconds": 9.0},
-                predictions(range(0, 40, 3))),
+        "lucky": (head(0.90), predictions([])),  # best held-out, worse CV: not chosen
+        "steady": (head(0.95), predictions([0, 1, 2])),
+        "scratch": ({"type": "scratch", "approach": "small CNN from scratch", "fit_seconds": 9.0},
+                    predictions(range(0, 40, 3))),
     }
-    table = comparison([summary_row(name, *run) for name, run in runs.items()],
-                       {name: p for name, (_, p) in runs.items()})
-    assert list(table["row"]) == ["good", "bad"]
-    good, bad = table.iloc[0], table.iloc[1]
-    assert good["accuracy"] == pytest.approx(39 / 40) and good["errors"] == 1 and np.isnan(good["mcnemar_p"])
-    assert good["ci_low"] < good["accuracy"] <= good["ci_high"]
-    assert bad["errors"] == 14 and bad["mcnemar_p"] < 0.05  # 13 images only "good" gets right
-    assert bad["approach"] == "small CNN from scratch" and good["approach"] == "bottleneck + logreg"
-    assert good["seconds"] == 3.0 and pd.isna(bad["cv_accuracy"])
+    table = table_of(runs)
+    assert list(table["row"]) == ["steady", "lucky", "scratch"] and table["chosen"].tolist() == [True, False, False]
+    steady, scratch = table.iloc[0], table.iloc[2]
+    assert steady["accuracy"] == pytest.approx(37 / 40) and steady["errors"] == 3 and np.isnan(steady["mcnemar_p"])
+    assert steady["ci_low"] < steady["accuracy"] < steady["ci_high"]
+    assert scratch["approach"] == "small CNN from scratch" and pd.isna(scratch["cv_accuracy"])
+    assert "chosen" in markdown_table(table).splitlines()[2]
+
+
+def test_comparisons_with_the_chosen_row_are_holm_adjusted():
+    runs = {"chosen": (head(0.99), predictions([])), "worse": (head(0.5), predictions(range(0, 40, 4))),
+            "same": (head(0.6), predictions([3]))}
+    table = table_of(runs).set_index("row")
+    raw = 2 * 0.5 ** 10  # 10 images only the chosen row gets right
+    assert table.loc["worse", "mcnemar_p"] == pytest.approx(2 * raw)  # the smallest p, times two tests
+    assert table.loc["same", "mcnemar_p"] == 1.0
+
+
+def test_a_perfect_held_out_score_has_an_interval_below_one():
+    table = table_of({"perfect": (head(0.99), predictions([], n=150))})
+    assert table["ci_high"].iloc[0] == 1 and 0.97 < table["ci_low"].iloc[0] < 0.98
+
+
+def test_without_cv_no_row_is_chosen_and_rows_are_tested_against_the_first():
+    runs = {"tuned": ({"type": "finetune", "fit_seconds": 1}, predictions([])),
+            "scratch": ({"type": "scratch", "fit_seconds": 1}, predictions(range(12)))}
+    table = table_of(runs)
+    assert not table["chosen"].any() and "reference" in markdown_table(table)
 
 
 def test_rows_scored_on_different_images_are_not_compared():
     other = predictions([]).assign(path=lambda p: "val/" + p["path"])
-    runs = {"a": ({"type": "logreg", "fit_seconds": 1}, predictions([])),
-            "b": ({"type": "logreg", "fit_seconds": 1}, other)}
+    runs = {"a": (head(0.9), predictions([])), "b": (head(0.8), other)}
     with pytest.raises(PipelineError, match="different images"):
-        comparison([summary_row(n, *r) for n, r in runs.items()], {n: p for n, (_, p) in runs.items()})
+        table_of(runs)

@@ -3,24 +3,27 @@ import time
 from pathlib import Path
 
 import joblib
+import numpy as np
 
-from pipeline import PipelineError, backbone, data, evaluation, features, finetune, networks, outputs, paths
-from pipeline.config import check_settings, load_params
-from pipeline.scratch import load_images
+from pipeline import PipelineError, backbone, data, duplicates, evaluation, features, finetune, outputs, paths
+from pipeline.config import check_settings, stage_params
+from pipeline.images import load_images
 from pipeline.stages import entry_point, run_name
 
+PARAMS = ("data.dir", "evaluate", "finetune.{name}")  # what dvc.yaml's finetune stage lists
 FIXED = ("head", "weights", "input_size", "pooling", "expected_sha256", "random_state")  # not settings
 
 
 @entry_point
 def main(argv):
-    params = load_params()
-    name = run_name(argv, params, "finetune")
+    name = run_name(argv, "finetune")
+    params = stage_params(PARAMS, name)
     settings = dict(params["finetune"][name])
     head_name = settings.pop("head", None)
     where = f"params.yaml: finetune.{name}"
-    if head_name not in params["heads"] or params["heads"][head_name].get("type") != "dense":
-        raise PipelineError(f"{where}.head must name a head of type dense under heads:, not {head_name!r}")
+    if head_name is None or not paths.model_file(head_name).exists():
+        raise PipelineError(f"{where}.head must name a dense head under heads: that `dvc repro` trained, "
+                            f"not {head_name!r}")
     check_settings(where, settings, set(finetune.FineTuner().get_params()) - set(FIXED))
     head = joblib.load(paths.model_file(head_name))
     train = features.read(paths.features_file("train"), backbone.BLOCK4)
@@ -33,7 +36,7 @@ def main(argv):
     tuner = finetune.FineTuner(head["model"], meta["weights"], int(meta["input_size"]), meta["pooling"],
                                expected_sha256=meta["weights_sha256"], random_state=seed, **settings)
     start = time.perf_counter()
-    fit, validation = stopping_data(train, seed)
+    fit, validation = stopping_data(train, head["model"][-1])
     tuner.fit(train.views()[fit], train.y[fit], validation)
     seconds = time.perf_counter() - start
     tta = params["evaluate"]["tta"] and heldout.flipped is not None
@@ -53,18 +56,20 @@ def main(argv):
     print(f"a training step costs {speed['speedup']:.1f}x less per image from cached block-4 output")
 
 
-def stopping_data(train, seed):
+def stopping_data(train, dense):
     """(training images to fit on, (block-4 output, labels) to stop early on).
 
-    The validation split when there is one besides the reported split; else a slice of the
-    training images, which are then left out of the fit.
+    The validation split when there is one besides the reported split. Else the training images
+    the dense head itself stopped on (whole images, copies together): they were left out of the
+    head's fit and are left out of this one, so the stopping images are unseen by both.
     """
     split = data.stopping_split(s for s in data.SPLITS if paths.features_file(s).exists())
     if split:
         stop = features.read(paths.features_file(split), backbone.BLOCK4)
         return slice(None), (stop.X, stop.y)
-    fit, held = networks.stopping_split(train.y, 0.15, seed)
-    return fit, (train.X[held], train.y[held])
+    groups = duplicates.image_groups(train.paths, duplicates.read(paths.DUPLICATES))
+    held = np.isin(groups, dense.stopping_groups_)
+    return ~held, (train.X[held], train.y[held])
 
 
 def image_input(tuner, tta):

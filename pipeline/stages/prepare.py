@@ -1,18 +1,34 @@
-"""Stage prepare: list the images of data.dir, split them, and record the manifest."""
-from pipeline import data, paths
-from pipeline.config import load_params
+"""Stage prepare: list the images of data.dir, split them, find copies of one image, and record the manifest."""
+from pathlib import Path
+
+from pipeline import data, duplicates, paths
+from pipeline.config import stage_params
 from pipeline.files import write_csv
 from pipeline.stages import entry_point
+
+PARAMS = ("data", "evaluate.folds")  # what dvc.yaml's prepare stage lists
 
 
 @entry_point
 def main(argv):
-    params = load_params()["data"]
-    manifest, skipped = data.find_images(params["dir"], **params["split"])
+    params = stage_params(PARAMS)
+    settings = params["data"]
+    root = Path(settings["dir"])
+    manifest, skipped = data.find_images(root, **settings["split"])
+    data.check_classes(manifest, params["evaluate"]["folds"])
+    manifest["sha256"] = [duplicates.content_hash(root / path) for path in manifest["path"]]
+    found = duplicates.find_duplicates(root, manifest, settings["duplicates"]["max_distance"])
+    # A held-out image that copies a training image would score the model on what it trained on.
+    left_out = duplicates.heldout_copies(found) if settings["duplicates"]["heldout"] == "drop" else set()
+    found["left_out"] = found["path"].isin(left_out)
+    manifest = manifest[~manifest["path"].isin(left_out)].reset_index(drop=True)
     write_csv(paths.MANIFEST, manifest)
     write_csv(paths.SKIPPED, skipped)
+    write_csv(paths.DUPLICATES, found)
     print(manifest.groupby(["split", "label"]).size().unstack(fill_value=0).to_string())
-    print(f"{len(manifest)} images, {len(skipped)} skipped (listed in {paths.SKIPPED})")
+    print(f"{len(manifest)} images, {len(skipped)} skipped (listed in {paths.SKIPPED}), "
+          f"{found['group'].nunique() if len(found) else 0} groups of copies (in {paths.DUPLICATES}), "
+          f"{len(left_out)} held-out copies of training images left out")
 
 
 if __name__ == "__main__":

@@ -3,25 +3,26 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from pipeline import PipelineError, augment, data, evaluation, outputs, paths
-from pipeline.config import check_settings, load_params
+from pipeline.config import check_settings, stage_params
 from pipeline.features import Features
-from pipeline.scratch import ScratchCNN, load_images
+from pipeline.images import load_images
+from pipeline.scratch import ScratchCNN
 from pipeline.stages import entry_point, run_name
 
+PARAMS = ("data.dir", "augment", "evaluate", "scratch.{name}")  # what dvc.yaml's scratch stage lists
 FIXED = ("augmentation", "random_state")  # from augment: and evaluate: instead
 
 
 @entry_point
 def main(argv):
-    params = load_params()
-    name = run_name(argv, params, "scratch")
+    name = run_name(argv, "scratch")
+    params = stage_params(PARAMS, name)
     settings = dict(params["scratch"][name])
     size = settings.pop("input_size", 150)
     check_settings(f"params.yaml: scratch.{name}", settings, set(ScratchCNN().get_params()) - set(FIXED))
-    manifest = pd.read_csv(paths.MANIFEST, dtype=str)
+    manifest = data.read_manifest(paths.MANIFEST)
     classes = data.class_names(manifest)
     heldout_split = data.heldout_split(manifest["split"])
     if heldout_split is None:

@@ -1,15 +1,17 @@
 """Stage train@HEAD: cross-validate one head on the training features, refit, score held-out."""
 from dataclasses import replace
 
-from pipeline import evaluation, features, heads, outputs, paths
-from pipeline.config import load_params
+from pipeline import duplicates, evaluation, features, heads, outputs, paths
+from pipeline.config import stage_params
 from pipeline.stages import entry_point, run_name
+
+PARAMS = ("evaluate", "heads.{name}")  # what dvc.yaml's train stage lists
 
 
 @entry_point
 def main(argv):
-    params = load_params()
-    name = run_name(argv, params, "heads")
+    name = run_name(argv, "heads")
+    params = stage_params(PARAMS, name)
     seed = params["evaluate"]["seed"]
     spec = params["heads"][name]
     model = heads.make_head(name, spec, seed=seed)
@@ -19,6 +21,7 @@ def main(argv):
     fitted, result, predictions, out_of_fold = evaluation.evaluate(
         model, train, heldout and read(heldout, layer), params["evaluate"]["folds"], seed,
         tta=params["evaluate"]["tta"],
+        groups=duplicates.image_groups(train.paths, duplicates.read(paths.DUPLICATES)),  # copies in one fold
     )
     bundle = {"model": fitted, "classes": train.classes, "features": train.meta, "layer": layer,
               "tta": result.get("tta", False)}

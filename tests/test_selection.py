@@ -1,0 +1,66 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline import PipelineError, paths, selection
+from pipeline.evaluation import probability_columns
+from pipeline.files import write_csv
+
+CLASSES = ["NA", "dogs"]  # a class folder named NA stays a class
+
+
+def write_head(name, cv_proba, heldout_proba, folds):
+    """A head's saved out-of-fold probabilities and held-out predictions, as the train stage writes them."""
+    y = np.array([0, 1] * (len(cv_proba) // 2))
+    write_csv(paths.out_of_fold_file(name), pd.concat([pd.DataFrame(
+        {"path": [f"train/{i}.png" for i in range(len(y))], "actual": np.array(CLASSES)[y], "fold": folds}),
+        probability_columns(cv_proba, CLASSES)], axis=1))
+    held_y = np.array([0, 1] * (len(heldout_proba) // 2))
+    write_csv(paths.predictions_file(name), pd.concat([pd.DataFrame(
+        {"path": [f"test/{i}.png" for i in range(len(held_y))], "split": "test", "actual": np.array(CLASSES)[held_y],
+         "predicted": np.array(CLASSES)[heldout_proba.argmax(axis=1)], "probability": heldout_proba.max(axis=1)}),
+        probability_columns(heldout_proba, CLASSES)], axis=1))
+
+
+def right_then_wrong(n, wrong_from, confident):
+    """Probabilities that give images 0..wrong_from-1 their true class and the rest the other one."""
+    truth = np.eye(2)[[0, 1] * (n // 2)]
+    proba = np.where(truth == 1, confident, 1 - confident)
+    proba[wrong_from:] = proba[wrong_from:, ::-1]
+    return proba
+
+
+def test_the_ensemble_averages_the_heads_and_gets_cv_from_their_out_of_fold_probabilities(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    folds = np.repeat([0, 1], 10)
+    # Head a is right and sure on the first half, b on the second; each is unsure-wrong on the other half.
+    sure_a = np.where(np.arange(20)[:, None] < 10, right_then_wrong(20, 20, 0.9), right_then_wrong(20, 0, 0.6))
+    sure_b = np.where(np.arange(20)[:, None] >= 10, right_then_wrong(20, 20, 0.9), right_then_wrong(20, 0, 0.6))
+    write_head("a", sure_a, sure_a[:8], folds)
+    write_head("b", sure_b, sure_b[:8], folds)
+    metrics, predictions = selection.ensemble(["a", "b"], CLASSES)
+    assert metrics["cv"]["accuracy"]["mean"] == 1.0 and metrics["cv"]["accuracy"]["std"] == 0.0
+    assert metrics["heldout"]["accuracy"] == 1.0 and metrics["members"] == ["a", "b"]
+    assert predictions["actual"].tolist()[:2] == ["NA", "dogs"]
+    np.testing.assert_allclose(predictions["p_dogs"], (sure_a[:8, 1] + sure_b[:8, 1]) / 2)
+    assert selection.chosen_models("ensemble", metrics) == ["models/a.joblib", "models/b.joblib"]
+
+
+def test_heads_cross_validated_on_other_folds_are_not_averaged(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    proba = right_then_wrong(20, 20, 0.9)
+    write_head("a", proba, proba[:4], np.repeat([0, 1], 10))
+    write_head("b", proba, proba[:4], np.tile([0, 1], 10))
+    with pytest.raises(PipelineError, match="different images or folds"):
+        selection.ensemble(["a", "b"], CLASSES)
+
+
+def test_one_head_makes_no_ensemble():
+    assert selection.ensemble(["only"], CLASSES) is None
+
+
+def test_choice_ties_go_to_the_smaller_spread():
+    table = pd.DataFrame({"row": ["wide", "narrow", "no_cv"], "cv_accuracy": [0.9, 0.9, np.nan],
+                          "cv_std": [0.05, 0.01, np.nan]})
+    assert selection.choose(table) == "narrow"
+    assert selection.choose(table.iloc[[2]]) is None
