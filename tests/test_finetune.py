@@ -1,8 +1,14 @@
+from types import SimpleNamespace
+
 import numpy as np
+import pandas as pd
 import pytest
 
-from pipeline import PipelineError, backbone, finetune, networks
+from pipeline import PipelineError, backbone, duplicates, finetune, networks, paths
+from pipeline.features import Features
+from pipeline.files import write_csv
 from pipeline.heads import make_head
+from pipeline.stages.finetune import stopping_data
 
 SIZE = 32
 
@@ -65,3 +71,18 @@ def test_heads_that_cannot_be_fine_tuned_are_refused(setup, spec, message):
     _, _, X, y, _ = setup
     with pytest.raises(PipelineError, match=message):
         finetune.head_layers(make_head("head", spec).fit(X, y))
+
+
+def test_without_a_validation_split_it_stops_on_the_images_the_dense_head_held_back(tmp_path, monkeypatch):
+    """Both fits leave the same images out, copies of one picture together, so stopping sees none of them."""
+    monkeypatch.chdir(tmp_path)
+    train_paths = [f"train/{i}.png" for i in range(6)]
+    write_csv(paths.DUPLICATES, pd.DataFrame({"group": [0, 0], "path": ["train/1.png", "train/4.png"],
+                                              "split": "train", "label": "a", "kind": "exact", "left_out": False}))
+    groups = duplicates.image_groups(train_paths, duplicates.read(paths.DUPLICATES))
+    train = Features(X=np.arange(6.0)[:, None], y=np.array([0, 1, 0, 1, 0, 1]), paths=train_paths,
+                     classes=["a", "b"], meta={})
+    dense = SimpleNamespace(stopping_groups_=np.array([groups[1]]))  # the head stopped on image 1 and its copy
+    fit, (stop_X, stop_y) = stopping_data(train, dense)
+    assert fit.tolist() == [True, False, True, True, False, True]
+    assert stop_X.ravel().tolist() == [1.0, 4.0] and stop_y.tolist() == [1, 0]
