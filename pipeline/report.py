@@ -43,6 +43,7 @@ def summary_row(name, metrics, predictions):
         "errors": int((~correct).sum()),
         "cv_accuracy": cv.get("accuracy", {}).get("mean"),
         "cv_std": cv.get("accuracy", {}).get("std"),
+        "cv_log_loss": cv.get("log_loss", {}).get("mean"),
         "roc_auc": scored.get("roc_auc", cv.get("roc_auc", {}).get("mean")),
         "tta": metrics.get("tta", False),
         "seconds": metrics["fit_seconds"] + metrics.get("cv_seconds", 0),

@@ -59,8 +59,8 @@ def test_one_head_makes_no_ensemble():
     assert selection.ensemble(["only"], CLASSES) is None
 
 
-def test_choice_ties_go_to_the_smaller_spread():
-    table = pd.DataFrame({"row": ["wide", "narrow", "no_cv"], "cv_accuracy": [0.9, 0.9, np.nan],
-                          "cv_std": [0.05, 0.01, np.nan]})
-    assert selection.choose(table) == "narrow"
+def test_choice_ties_go_to_the_lower_log_loss():
+    table = pd.DataFrame({"row": ["a_unsure", "b_sure", "no_cv"], "cv_accuracy": [0.9, 0.9, np.nan],
+                          "cv_log_loss": [0.4, 0.2, np.nan]})
+    assert selection.choose(table) == "b_sure"
     assert selection.choose(table.iloc[[2]]) is None
