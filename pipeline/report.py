@@ -165,9 +165,8 @@ def write(names, heads, data_dir):
     splits = split_metadata()
     meta = splits["train"]
     classes = json.loads(meta["classes"])
-    combined = selection.ensemble(heads, classes)
+    combined = selection.ensemble(heads, classes, [loaded[head][0] for head in heads])
     if combined:
-        combined[0]["tta"] = all(loaded[head][0].get("tta", False) for head in heads)
         loaded[selection.ENSEMBLE] = combined
     table = comparison([summary_row(n, *row) for n, row in loaded.items()], {n: p for n, (_, p) in loaded.items()})
     table["extraction_seconds"] = sum(m["seconds"] for m in splits.values())

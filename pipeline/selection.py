@@ -15,8 +15,11 @@ from pipeline.files import read_table
 ENSEMBLE = "ensemble"
 
 
-def ensemble(heads, classes):
-    """(metrics, predictions) of the average of the heads' probabilities, or None for fewer than two heads."""
+def ensemble(heads, classes, members):
+    """(metrics, predictions) of the average of the heads' probabilities, or None for fewer than two heads.
+
+    `members` are the heads' metrics: the ensemble used TTA where they all did, and costs what they cost.
+    """
     if len(heads) < 2:
         return None
     out_of_fold = mean_probabilities(heads, paths.out_of_fold_file, classes)
@@ -27,7 +30,8 @@ def ensemble(heads, classes):
     proba, y_heldout = probabilities(heldout, classes)
     predictions = heldout.assign(predicted=np.asarray(classes)[proba.argmax(axis=1)], probability=proba.max(axis=1))
     metrics = {"type": ENSEMBLE, "approach": f"average of {len(heads)} heads", "members": list(heads),
-               "cv": evaluation.cv_summary(per_fold), "fit_seconds": 0.0,
+               "cv": evaluation.cv_summary(per_fold), "tta": all(m.get("tta", False) for m in members),
+               "fit_seconds": sum(m["fit_seconds"] + m.get("cv_seconds", 0) for m in members),
                "heldout": {"split": heldout["split"].iloc[0], "images": len(y_heldout),
                            **evaluation.scores(y_heldout, proba)}}
     return evaluation.to_builtin(metrics), predictions

@@ -38,7 +38,9 @@ def test_the_ensemble_averages_the_heads_and_gets_cv_from_their_out_of_fold_prob
     sure_b = np.where(np.arange(20)[:, None] >= 10, right_then_wrong(20, 20, 0.9), right_then_wrong(20, 0, 0.6))
     write_head("a", sure_a, sure_a[:8], folds)
     write_head("b", sure_b, sure_b[:8], folds)
-    metrics, predictions = selection.ensemble(["a", "b"], CLASSES)
+    members = [{"tta": True, "fit_seconds": 1.0, "cv_seconds": 4.0}, {"tta": True, "fit_seconds": 2.0}]
+    metrics, predictions = selection.ensemble(["a", "b"], CLASSES, members)
+    assert metrics["tta"] and metrics["fit_seconds"] == 7.0  # the heads' whole cost
     assert metrics["cv"]["accuracy"]["mean"] == 1.0 and metrics["cv"]["accuracy"]["std"] == 0.0
     assert metrics["heldout"]["accuracy"] == 1.0 and metrics["members"] == ["a", "b"]
     assert predictions["actual"].tolist()[:2] == ["NA", "dogs"]
@@ -52,11 +54,11 @@ def test_heads_cross_validated_on_other_folds_are_not_averaged(tmp_path, monkeyp
     write_head("a", proba, proba[:4], np.repeat([0, 1], 10))
     write_head("b", proba, proba[:4], np.tile([0, 1], 10))
     with pytest.raises(PipelineError, match="different images or folds"):
-        selection.ensemble(["a", "b"], CLASSES)
+        selection.ensemble(["a", "b"], CLASSES, [{"fit_seconds": 1.0}] * 2)
 
 
 def test_one_head_makes_no_ensemble():
-    assert selection.ensemble(["only"], CLASSES) is None
+    assert selection.ensemble(["only"], CLASSES, [{"fit_seconds": 1.0}]) is None
 
 
 def test_choice_ties_go_to_the_lower_log_loss():
