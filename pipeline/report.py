@@ -237,14 +237,14 @@ def duplicates_section(data_dir):
         return "None found: no image is in two places."
     left_out = found[found["left_out"]]
     conflicts = found.groupby("group")["label"].nunique().loc[lambda n: n > 1].index
-    lines = [f"{found['group'].nunique()} groups ({len(found)} images) of the same picture found by `prepare` "
-             f"(`{paths.DUPLICATES}`): exact copies by content hash, near copies by perceptual hash. "
-             f"{len(left_out)} held-out images copy a training image and are left out of every held-out score "
-             "(`data.duplicates.heldout: drop`); CV keeps the copies in the training images in one fold."]
+    lines = [f"Groups of the same picture found by `prepare` (`{paths.DUPLICATES}`; exact copies by content "
+             f"hash, near copies by perceptual hash): {found['group'].nunique()}, with {len(found)} images. "
+             f"Held-out copies of training images left out of every held-out score: {len(left_out)} "
+             "(`data.duplicates.heldout`: `drop` leaves them out, `keep` scores them). "
+             "CV keeps the copies among the training images in one fold."]
     if len(conflicts):
-        lines.append(f"**{len(conflicts)} groups carry more than one label** "
-                     f"(groups {', '.join(map(str, conflicts))}): "
-                     "the same picture under two classes is a labelling error; fix it in your folders.")
+        lines.append(f"**Groups under more than one label: {', '.join(map(str, conflicts))}.** The same picture "
+                     "under two classes is a labelling error; fix it in your folders.")
     lines += [f"- group {g}: " + ", ".join(f"`{r.path}` ({r.split}, {r.kind}{', left out' if r.left_out else ''})"
                                             for r in rows.itertuples()) for g, rows in found.groupby("group")]
     path = paths.REPORTS / "duplicates.png"

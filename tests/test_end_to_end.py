@@ -91,7 +91,8 @@ def test_repro_report_rerun_and_predict(project):
     copies = pd.read_csv(project / "data/duplicates.csv")
     assert set(copies.loc[copies["left_out"], "path"]) == {"test/dogs/copy_of_a_training_dog.jpg",
                                                           "test/cats/smaller_training_cat.jpg"}
-    assert "2 held-out images copy a training image" in report and "`test/cats/smaller_training_cat.jpg`" in report
+    assert "copies of training images left out of every held-out score: 2 " in report
+    assert "`test/cats/smaller_training_cat.jpg` (test, near, left out)" in report
     assert "CV scores each image once, without it" in report  # CV and held-out columns say how they differ
     summary = pd.read_csv(project / "reports/summary.csv")
     assert set(summary["row"]) == {"logreg", "logreg_block4", "dense", "ensemble", "finetune_block5", "scratch_cnn"}

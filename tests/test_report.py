@@ -2,8 +2,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import PipelineError
-from pipeline.report import comparison, markdown_table, summary_row
+from pipeline import PipelineError, paths
+from pipeline.files import write_csv
+from pipeline.report import comparison, duplicates_section, markdown_table, summary_row
+from tests.conftest import write_image
 
 
 def predictions(wrong, n=40):
@@ -65,3 +67,17 @@ def test_rows_scored_on_different_images_are_not_compared():
     runs = {"a": (head(0.9), predictions([])), "b": (head(0.8), other)}
     with pytest.raises(PipelineError, match="different images"):
         table_of(runs)
+
+
+def test_copies_are_listed_with_thumbnails_and_a_copy_under_two_labels_is_flagged(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for path in ("train/cats/0.png", "test/dogs/0.png"):
+        write_image(tmp_path / "images" / path, (200, 40, 40), seed=0)
+    write_csv(paths.DUPLICATES, pd.DataFrame({
+        "group": [0, 0], "path": ["test/dogs/0.png", "train/cats/0.png"], "split": ["test", "train"],
+        "label": ["dogs", "cats"], "kind": "exact", "left_out": [True, False]}))
+    text = duplicates_section(tmp_path / "images")
+    assert "Held-out copies of training images left out of every held-out score: 1 " in text
+    assert "**Groups under more than one label: 0.**" in text
+    assert "`test/dogs/0.png` (test, exact, left out)" in text
+    assert (paths.REPORTS / "duplicates.png").stat().st_size > 0
