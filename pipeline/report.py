@@ -114,11 +114,11 @@ def predictions_grid(rows, data_dir, title, path):
     return f"Shown: {which} (label -> predicted (probability)).\n\n![{title}]({path.name})"
 
 
-def misclassified_section(predictions, data_dir, best):
+def misclassified_section(predictions, data_dir, row):
     wrong = predictions[predictions["actual"] != predictions["predicted"]]
     if wrong.empty:
         return "None: every held-out image is right."
-    return predictions_grid(wrong, data_dir, f"{best}: mistakes", paths.REPORTS / "misclassified.png")
+    return predictions_grid(wrong, data_dir, f"{row}: mistakes", paths.REPORTS / "misclassified.png")
 
 
 def doubted_labels_section(heads, data_dir, classes):
