@@ -40,14 +40,16 @@ def stage_params(reads, name=None, path="params.yaml"):
     params, narrowed = load_params(path), {}
     for read in reads:
         keys = read.format(name=name).split(".")
-        value, target = params, narrowed
+        value = params
         for depth, key in enumerate(keys):
             if not isinstance(value, dict) or key not in value:
                 where = ".".join(keys[:depth]) or "the top level"
                 there = ", ".join(value) if isinstance(value, dict) and value else "none"
                 raise PipelineError(f"params.yaml has no {key!r} under {where}; there: {there}")
             value = value[key]
-            target = target.setdefault(key, {}) if depth < len(keys) - 1 else target
+        target = narrowed
+        for key in keys[:-1]:
+            target = target.setdefault(key, {})
         target[keys[-1]] = value
     return narrowed
 

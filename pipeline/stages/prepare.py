@@ -27,7 +27,7 @@ def main(argv):
     write_csv(paths.DUPLICATES, found)
     print(manifest.groupby(["split", "label"]).size().unstack(fill_value=0).to_string())
     print(f"{len(manifest)} images, {len(skipped)} skipped (listed in {paths.SKIPPED}), "
-          f"{found['group'].nunique() if len(found) else 0} groups of copies (in {paths.DUPLICATES}), "
+          f"{found['group'].nunique()} groups of copies (in {paths.DUPLICATES}), "
           f"{len(left_out)} held-out copies of training images left out")
 
 
