@@ -41,4 +41,4 @@ benchmark: setup ## Benchmark datasets by path: make benchmark DATASETS="dir1 di
 	python -m pipeline.benchmark $(DATASETS)
 
 clean: ## Remove the pipeline's outputs (never your images)
-	rm -rf features models results reports data/manifest.csv data/skipped.csv
+	rm -rf features cache models results reports data/manifest.csv data/skipped.csv

@@ -5,8 +5,9 @@ training). The augmented copies that go through VGG16 into the feature cache are
 image instead, from `augment.seed` and the image's content, so that the batch size, the order of
 the images and their file names never change a cached feature.
 """
-import keras
 import numpy as np
+
+from pipeline.quiet_keras import keras
 
 FILL = "nearest"  # what the classic tutorial's ImageDataGenerator used at the borders
 # The settings that scale a copy's random draws, in the order they are drawn.

@@ -4,10 +4,10 @@ import os
 import warnings
 from pathlib import Path
 
-import keras
 import numpy as np
 
 from pipeline import PipelineError
+from pipeline.quiet_keras import keras
 
 IMAGENET = "imagenet"
 # Points weights="imagenet" at a local copy of the official file, for machines with no network.

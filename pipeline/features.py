@@ -1,8 +1,9 @@
-"""Bottleneck features: VGG16 over every image, streamed in batches into one HDF5 per split.
+"""The features files the heads read: one HDF5 per split, assembled from the per-image cache.
 
 Each file holds, per image, the pooled features and block 4's output (what fine-tuning
 starts from), and optionally the same for augmented copies (`<name>_augmented`, training
-split) and for the mirror image (`<name>_flipped`, for test-time augmentation).
+split) and for the mirror image (`<name>_flipped`, for test-time augmentation). Its attributes
+say what produced them, and `seconds` how long this run took to extract and write them.
 """
 import json
 import time
@@ -10,11 +11,9 @@ from dataclasses import dataclass
 
 import h5py
 import numpy as np
-from tqdm import tqdm
 
-from pipeline import PipelineError, augment, backbone
+from pipeline import PipelineError
 from pipeline.files import atomic_path
-from pipeline.images import load_image
 
 
 @dataclass
@@ -34,69 +33,21 @@ class Features:
         return np.concatenate([self.X[:, None], self.augmented], axis=1)
 
 
-def run(model, images):
-    """{output name: float32 array} for one batch of 0-255 RGB images."""
-    out = model.predict_on_batch(backbone.preprocess(images))
-    if not isinstance(out, dict):
-        out = {"features": out}
-    return {name: np.asarray(array, dtype=np.float32) for name, array in out.items()}
-
-
-def iter_batches(model, files, input_size, batch_size, desc=None, copies=None, keys=None, mirrored=False):
-    """Yield {name: array} for `files`, one batch at a time, so memory stays flat.
-
-    `copies` (an augment.Copies) adds `<name>_augmented`, drawn for each file from its entry in
-    `keys` (the sha256 of the file); `mirrored` adds `<name>_flipped`.
-    """
-    with tqdm(total=len(files), desc=desc, unit="img", disable=desc is None, mininterval=5) as progress:
-        for start in range(0, len(files), batch_size):
-            batch = files[start:start + batch_size]
-            images = np.stack([load_image(f, input_size) for f in batch])
-            arrays = run(model, images)
-            if mirrored:
-                arrays |= {f"{k}_flipped": v for k, v in run(model, augment.mirror(images)).items()}
-            if copies is not None and copies.count:
-                extra = copies(images, keys[start:start + batch_size])
-                flat = run(model, extra.reshape(-1, *images.shape[1:]))
-                arrays |= {f"{k}_augmented": v.reshape(len(batch), copies.count, *v.shape[1:])
-                           for k, v in flat.items()}
-            yield arrays
-            progress.update(len(batch))
-
-
-def describe(model, backbone_params):
-    """What produced the features, stored beside them and checked before they are reused."""
-    return {
-        "backbone": "vgg16",
-        "weights": backbone_params["weights"],
-        "weights_sha256": backbone.weights_digest(model),
-        "input_size": backbone_params["input_size"],
-        "pooling": backbone_params["pooling"],
-        "preprocessing": backbone.PREPROCESSING,
-    }
-
-
-def write_split(path, model, files, labels, rel_paths, classes, meta, batch_size,
-                copies=None, keys=None, mirrored=False):
-    """Extract one split into `path`; returns source images per second."""
-    start = time.perf_counter()
+def write(path, chunks, labels, rel_paths, classes, meta, started):
+    """Write one split from `chunks` ({name: rows} in image order); `started` is when its extraction began."""
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
         row = 0
-        batches = iter_batches(model, files, meta["input_size"], batch_size, path.stem, copies, keys, mirrored)
-        for arrays in batches:
+        for arrays in chunks:
             for name, array in arrays.items():
                 if name not in h5:
-                    h5.create_dataset(name, shape=(len(files), *array.shape[1:]), dtype="float32")
+                    h5.create_dataset(name, shape=(len(labels), *array.shape[1:]), dtype="float32")
                 h5[name][row:row + len(array)] = array
-            row += len(array)
+            row += len(next(iter(arrays.values())))
         h5["labels"] = np.asarray(labels, dtype=np.int64)
         h5["paths"] = np.asarray(rel_paths, dtype=h5py.string_dtype())
-        seconds = time.perf_counter() - start
         h5.attrs.update(meta)
         h5.attrs["classes"] = json.dumps(classes)
-        h5.attrs["augmented_copies"] = copies.count if copies is not None else 0
-        h5.attrs["seconds"] = seconds
-    return len(files) / seconds if seconds else float("nan")
+        h5.attrs["seconds"] = time.perf_counter() - started
 
 
 def read(path, name="features"):

@@ -6,12 +6,12 @@ shared with a full VGG16 model, which is what gets saved and labels new images.
 """
 import time
 
-import keras
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.preprocessing import StandardScaler
 
 from pipeline import PipelineError, backbone, networks
 from pipeline.heads import DenseHead
+from pipeline.quiet_keras import keras
 
 
 def head_layers(head):

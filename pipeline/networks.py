@@ -1,9 +1,10 @@
 """What every Keras classifier here shares: its output layer, loss, early stopping and probabilities."""
 import math
 
-import keras
 import numpy as np
 from sklearn.model_selection import train_test_split
+
+from pipeline.quiet_keras import keras
 
 
 def output_layer(n_classes):

@@ -11,7 +11,7 @@ import joblib
 import numpy as np
 import pandas as pd
 
-from pipeline import PipelineError, augment, backbone, evaluation, features, heads, networks, paths
+from pipeline import PipelineError, augment, backbone, engines, evaluation, extraction, heads, networks, paths
 from pipeline.files import write_csv
 from pipeline.images import files_under, load_image, unreadable
 from pipeline.stages import entry_point
@@ -71,7 +71,8 @@ def head_proba(bundle, files, weights, batch_size, extracted):
     """
     meta = bundle["features"]
     tta, layer = bundle.get("tta", False), bundle.get("layer", "block5")
-    key = (meta["weights_sha256"], int(meta["input_size"]), meta["pooling"], tta)
+    key = (meta["weights_sha256"], int(meta["input_size"]), meta["pooling"], meta.get("engine"),
+           meta.get("precision"), tta)
     if key not in extracted:
         extracted[key] = extract(meta, files, weights, batch_size, tta)
     name = heads.LAYERS[layer][0]
@@ -81,17 +82,25 @@ def head_proba(bundle, files, weights, batch_size, extracted):
 
 
 def extract(meta, files, weights, batch_size, mirrored):
-    """Every output of the VGG16 that made `meta`'s features, for `files` (and their mirror images)."""
-    size = int(meta["input_size"])
-    base = backbone.conv_base(weights or meta["weights"], size)
-    if backbone.weights_digest(base) != meta["weights_sha256"]:
+    """Every output of the VGG16 that made `meta`'s features, for `files` (and their mirror images).
+
+    It runs on the engine and at the precision the features were extracted with (older models: Keras, fp32).
+    """
+    engine, precision = engines.resolve(meta.get("engine", "keras"), meta.get("precision", "fp32"))
+    extractor = extraction.Extractor(backbone.weights_source(weights or meta["weights"]), int(meta["input_size"]),
+                                     meta["pooling"], engine, precision).load()
+    if extractor.weights_sha256_ != meta["weights_sha256"]:
         raise PipelineError(
             "these VGG16 weights differ from the ones the model was trained on: pass the "
             "same weights with --weights (or the same VGG16_IMAGENET_WEIGHTS)"
         )
-    model = backbone.extractor(base, meta["pooling"])
-    batches = list(features.iter_batches(model, files, size, batch_size, "predict", mirrored=mirrored))
-    return {name: np.concatenate([b[name] for b in batches]) for name in batches[0]}
+    views = extraction.views(mirrored=mirrored)
+    outputs = {}
+    for view in views:
+        for _, arrays in extraction.batches(extractor, view, files, [None] * len(files), batch_size):
+            for name, array in arrays.items():
+                outputs.setdefault(f"{name}{view.suffix}", []).append(array)
+    return {name: np.concatenate(parts) for name, parts in outputs.items()}
 
 
 def image_model_proba(bundle, files, batch_size):

@@ -105,6 +105,16 @@ def split_metadata():
             if paths.features_file(split).exists()}
 
 
+def extraction_line(split, meta):
+    """How long a split's features took, and how many of its images came from the per-image cache."""
+    extracted = meta.get("extracted", meta["images"])  # files written before the cache extracted every image
+    engine = f" on {meta['engine']} at {meta['precision']}" if "engine" in meta else ""
+    if not extracted:
+        return f"- {split}: {meta['images']} images, all from the per-image cache ({meta['seconds']:.0f} s)"
+    return (f"- {split}: {meta['images']} images, {extracted} extracted{engine}: {extracted / meta['seconds']:.2f} "
+            f"images/s ({meta['seconds']:.0f} s, with copies and mirror images)")
+
+
 def predictions_grid(rows, data_dir, title, path):
     """Markdown and a figure of images (path, actual, predicted, probability), most confident first."""
     shown = rows.sort_values("probability", ascending=False).head(GRID_LIMIT)
@@ -182,8 +192,7 @@ def write(names, heads, data_dir):
         "## Copies of one image in several places",
         duplicates_section(data_dir),
         "## Feature extraction",
-        "\n".join(f"- {split}: {m['images']} images, {m['images'] / m['seconds']:.2f} images/s "
-                  f"({m['seconds']:.0f} s, with copies and mirror images)" for split, m in splits.items()),
+        "\n".join(extraction_line(split, m) for split, m in splits.items()),
     ]
     sections += finetune_speed_section(loaded)
     sections += [f"## Misclassified by {reference}", misclassified_section(loaded[reference][1], data_dir, reference)]

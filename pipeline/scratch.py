@@ -1,9 +1,9 @@
 """The baseline: the classic tutorial's small CNN trained from scratch, with augmentation."""
-import keras
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from pipeline import PipelineError, augment, networks
+from pipeline.quiet_keras import keras
 
 MIN_INPUT_SIZE = 46  # four 3x3 convolutions, each followed by halving, leave at least one pixel
 

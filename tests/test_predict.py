@@ -3,7 +3,7 @@ import keras
 import pandas as pd
 import pytest
 
-from pipeline import backbone, features, paths
+from pipeline import extraction, paths
 from pipeline.files import write_json
 from pipeline.heads import make_head
 from pipeline.predict import main
@@ -16,11 +16,11 @@ SETTINGS = {"input_size": 32, "pooling": "avg"}
 def saved_model(tmp_path, random_weights):
     """A logistic-regression head trained on random-VGG16 features of red and blue images."""
     files = sorted(make_tree(tmp_path / "train", per_class=8).rglob("*.png"))
-    model = backbone.build(str(random_weights), **SETTINGS)
-    X = next(features.iter_batches(model, files, 32, batch_size=len(files)))["features"]
+    extractor = extraction.Extractor(str(random_weights), **SETTINGS).load()
+    _, arrays = next(extraction.batches(extractor, extraction.IMAGE, files, [None] * len(files), len(files)))
     y = [0 if "blue" in f.parts else 1 for f in files]
-    bundle = {"model": make_head("logreg", {"type": "logreg"}).fit(X, y), "classes": ["blue", "red"],
-              "features": features.describe(model, {"weights": str(random_weights), **SETTINGS})}
+    bundle = {"model": make_head("logreg", {"type": "logreg"}).fit(arrays["features"], y), "classes": ["blue", "red"],
+              "features": {**extractor.provenance(), "weights": str(random_weights)}}
     path = tmp_path / "logreg.joblib"
     joblib.dump(bundle, path)
     return path

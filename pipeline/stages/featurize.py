@@ -1,42 +1,61 @@
-"""Stage features: VGG16 features (and block 4's output) of every split, one HDF5 file each."""
+"""Stage features: VGG16 features (and block 4's output) of every split, one HDF5 file each.
+
+Only images the per-image cache lacks go through VGG16; the split files are assembled from it.
+"""
+import resource
+import time
 from pathlib import Path
 
-from pipeline import augment, backbone, data, features, paths
+from pipeline import augment, backbone, data, engines, extraction, features, paths, runners
 from pipeline.config import stage_params
+from pipeline.feature_cache import FeatureCache
 from pipeline.stages import entry_point
 
 # What dvc.yaml's features stage lists. augment.seed, not evaluate.seed, decides the copies, so a
 # new CV seed does not re-extract anything.
-PARAMS = ("data.dir", "backbone.weights", "backbone.input_size", "backbone.pooling", "augment", "evaluate.tta")
-SPEED_ONLY = ("backbone.batch_size",)  # read too, but no feature depends on it (tests/test_features.py)
+PARAMS = ("data.dir", "backbone.weights", "backbone.input_size", "backbone.pooling", "backbone.engine",
+          "backbone.precision", "augment", "evaluate.tta")
+# Read too, but no feature depends on them (tests/test_features.py, tests/test_runners.py).
+SPEED_ONLY = ("backbone.batch_size", "backbone.runner")
 
 
 @entry_point
 def main(argv):
     params = stage_params(PARAMS + SPEED_ONLY)
     settings, augmentation = params["backbone"], params["augment"]
+    runners.check(settings["runner"])
+    engine, precision = engines.resolve(settings["engine"], settings["precision"])
+    extractor = extraction.Extractor(backbone.weights_source(settings["weights"]), settings["input_size"],
+                                     settings["pooling"], engine, precision).load()
+    provenance = extractor.provenance()
+    cache = FeatureCache(paths.FEATURE_CACHE, provenance)
     manifest = data.read_manifest(paths.MANIFEST)
     classes = data.class_names(manifest)
-    base = backbone.conv_base(settings["weights"], settings["input_size"])
-    model = backbone.extractor(base, settings["pooling"])
-    meta = features.describe(base, settings)
     heldout = data.heldout_split(manifest["split"])
     root = Path(params["data"]["dir"])
+    print(f"VGG16 on {engine} at {precision}")
     for split in data.SPLITS:
         rows = manifest[manifest["split"] == split]
         if rows.empty:
             continue
-        copies = augmentation["copies"] if split == "train" else 0  # held-out images stay as they are
-        speed = features.write_split(
-            paths.features_file(split), model,
-            files=[root / p for p in rows["path"]],
-            labels=[classes.index(label) for label in rows["label"]],
-            rel_paths=list(rows["path"]), classes=classes, meta={**meta, "split": split},
-            batch_size=settings["batch_size"],
-            copies=augment.Copies(augmentation, copies, augmentation["seed"]), keys=list(rows["sha256"]),
-            mirrored=params["evaluate"]["tta"] and split == heldout,
-        )
-        print(f"{split}: {len(rows)} images (+{copies} augmented copies each), {speed:.1f} images/s")
+        started = time.perf_counter()
+        count = augmentation["copies"] if split == "train" else 0  # held-out images stay as they are
+        copies = augment.Copies(augmentation, count, augmentation["seed"])
+        views = extraction.views(copies, mirrored=params["evaluate"]["tta"] and split == heldout)
+        keys = list(rows["sha256"])
+        extracted = runners.extract(settings["runner"], extractor, cache, views, [root / p for p in rows["path"]],
+                                    keys, settings["batch_size"], desc=split)
+        seconds = time.perf_counter() - started
+        features.write(paths.features_file(split), cache.rows(views, keys),
+                       labels=[classes.index(label) for label in rows["label"]], rel_paths=list(rows["path"]),
+                       classes=classes, started=started,
+                       meta={**provenance, "weights": settings["weights"], "split": split,
+                             "augmented_copies": copies.count, "extracted": extracted})
+        speed = f", {extracted / seconds:.1f} images/s" if extracted else ""
+        print(f"{split}: {len(rows)} images (+{copies.count} augmented copies each); "
+              f"{extracted} extracted now{speed}, {len(rows) - extracted} from the cache")
+    # Linux counts in KiB. Splits stream through the cache in shards, so this should not grow with the data.
+    print(f"peak memory {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
 
 
 if __name__ == "__main__":

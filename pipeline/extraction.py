@@ -1,0 +1,96 @@
+"""VGG16 over image files: each image's views (as it is, mirrored, augmented copies) as arrays.
+
+An `Extractor` holds only its settings until `load`, so a Ray worker can receive it and load
+the network itself.
+"""
+import hashlib
+import json
+
+import numpy as np
+
+from pipeline import augment, backbone, engines
+from pipeline.images import load_image
+
+# Bump when decoding, resizing or preprocessing change: cached features then stop matching.
+VERSION = 1
+
+
+class Extractor:
+    """VGG16 with its pooling, run by `engine` at `precision`: 0-255 RGB images in, {output: array} out."""
+
+    def __init__(self, weights, input_size, pooling, engine="keras", precision="fp32"):
+        self.weights = weights
+        self.input_size = input_size
+        self.pooling = pooling
+        self.engine = engine
+        self.precision = precision
+
+    def unloaded(self):
+        """A copy holding only the settings: what a worker receives, to load there."""
+        return Extractor(self.weights, self.input_size, self.pooling, self.engine, self.precision)
+
+    def load(self):
+        base = backbone.conv_base(self.weights, self.input_size)
+        self.weights_sha256_ = backbone.weights_digest(base)
+        self.run_ = engines.compile(backbone.extractor(base, self.pooling), self.engine, self.precision)
+        return self
+
+    def __call__(self, images):
+        return {name: np.asarray(array, dtype=np.float32)
+                for name, array in self.run_(backbone.preprocess(images)).items()}
+
+    def provenance(self):
+        """What produced the features (the weights by their digest), stored beside them and checked before reuse."""
+        return {
+            "backbone": "vgg16",
+            "weights_sha256": self.weights_sha256_,
+            "input_size": self.input_size,
+            "pooling": self.pooling,
+            "engine": self.engine,
+            "precision": self.precision,
+            "preprocessing": backbone.PREPROCESSING,
+            "extraction_version": VERSION,
+        }
+
+
+class View:
+    """One way of showing every image to the network; its arrays are stored as <output><suffix>."""
+
+    def __init__(self, suffix, copies=None):
+        self.suffix = suffix
+        self.copies = copies
+
+    @property
+    def id(self):
+        """The view's name in the per-image cache: the augmented one names its settings, which decide the copies."""
+        if self.copies is None:
+            return self.suffix.strip("_") or "image"
+        settings = {"count": self.copies.count, "seed": self.copies.seed, "flip": bool(self.copies.flip),
+                    "factors": self.copies.factors.tolist()}
+        return f"augmented-{hashlib.sha256(json.dumps(settings).encode()).hexdigest()[:16]}"
+
+    def __call__(self, extractor, images, keys):
+        """{output: (n, ...)} arrays, or (n, copies, ...) for augmented copies, of n images with sha256 `keys`."""
+        if self.copies is None:
+            return extractor(augment.mirror(images) if self.suffix else images)
+        extra = self.copies(images, keys)
+        flat = extractor(extra.reshape(-1, *images.shape[1:]))
+        return {name: array.reshape(len(images), self.copies.count, *array.shape[1:]) for name, array in flat.items()}
+
+
+IMAGE = View("")
+FLIPPED = View("_flipped")
+
+
+def views(copies=None, mirrored=False):
+    """The views a split needs: the images, their augmented copies (if `copies` makes any), their mirror images."""
+    return [IMAGE] + ([View("_augmented", copies)] if copies is not None and copies.count else []) + (
+        [FLIPPED] if mirrored else [])
+
+
+def batches(extractor, view, files, keys, batch_size):
+    """Yield (keys, {output: array}) for `files` one batch at a time, so memory stays flat."""
+    for start in range(0, len(files), batch_size):
+        images = np.stack([load_image(f, extractor.input_size) for f in files[start:start + batch_size]])
+        batch_keys = keys[start:start + batch_size]
+        yield batch_keys, view(extractor, images, batch_keys)
