@@ -14,7 +14,8 @@ SCHEMA = {
         "split": {"validation": float, "test": float, "seed": int},
         "duplicates": {"max_distance": int, "heldout": str},
     },
-    "backbone": {"weights": str, "input_size": int, "pooling": str, "batch_size": int},
+    "backbone": {"weights": str, "input_size": int, "pooling": str, "engine": str, "precision": str,
+                 "batch_size": int, "runner": str},  # pipeline.engines and pipeline.runners check the choices
     "augment": {
         "copies": int, "seed": int, "rotation": float, "width_shift": float, "height_shift": float,
         "shear": float, "zoom": float, "horizontal_flip": bool,
