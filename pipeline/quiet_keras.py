@@ -44,4 +44,6 @@ def tensorflow_info(line):
 
 
 with stderr_without(tensorflow_info):
-    import tensorflow  # noqa: F401  (loaded here, under the filter, before Keras loads it)
+    # Both load here, under the filter; the other modules import them from this one.
+    import keras  # noqa: F401
+    import tensorflow  # noqa: F401
