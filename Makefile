@@ -5,10 +5,10 @@ BIN := $(VENV)/bin
 TENSORFLOW := $(if $(shell command -v nvidia-smi 2>/dev/null),tensorflow[and-cuda]==2.21.0,tensorflow-cpu==2.21.0)
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: help setup demo demo-data repro report test predict benchmark clean
+.PHONY: help setup setup-extras demo demo-data repro report test predict benchmark clean
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
 $(BIN)/dvc: requirements.txt pyproject.toml
 	python3 -m venv $(VENV)
@@ -17,6 +17,9 @@ $(BIN)/dvc: requirements.txt pyproject.toml
 	touch $@
 
 setup: $(BIN)/dvc ## Create .venv with everything installed (TensorFlow for the GPU when there is one)
+
+setup-extras: setup ## Add the optional engines (OpenVINO, ONNX Runtime) and the Ray runner
+	$(BIN)/pip install -q -r requirements-extras.txt
 
 demo-data: setup ## Write the bundled digits dataset (1,797 real 8x8 scans) to data/digits at 64 px
 	python -m pipeline.demo data/digits

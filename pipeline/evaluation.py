@@ -9,10 +9,12 @@ import time
 
 import numpy as np
 import pandas as pd
+from joblib import Parallel, cpu_count, delayed
 from sklearn import metrics
 from sklearn.base import clone
 from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.pipeline import Pipeline
+from threadpoolctl import threadpool_limits
 
 from pipeline import PipelineError
 
@@ -91,23 +93,43 @@ def grouped_folds(y, n_views, folds, seed, groups=None):
         yield (train[:, None] * n_views + np.arange(n_views)).ravel(), test * n_views
 
 
-def cross_validate(model, views, y, n_classes, folds, seed, groups=None):
+def cross_validate(model, views, y, n_classes, folds, seed, groups=None, n_jobs=None):
     """Out-of-fold probabilities, each image's fold, and per-fold scores; `views` is (images, views, features).
 
     `groups` (one per image) keeps copies of an image in one fold; without it every image is its own.
+    `n_jobs` folds fit at once, in threads (None: fold_jobs(model)).
     """
     n_images, n_views = views.shape[:2]
     groups = np.arange(n_images) if groups is None else np.asarray(groups)
     rows = views.reshape(n_images * n_views, -1)
     row_labels, row_groups = np.repeat(y, n_views), np.repeat(groups, n_views)
+    splits = list(grouped_folds(y, n_views, folds, seed, groups))
+
+    def fold(train, test):
+        fitted, _ = fit(model, rows[train], row_labels[train], row_groups[train])
+        return predict_proba(fitted, rows[test], n_classes)
+
+    n_jobs = min(fold_jobs(model) if n_jobs is None else n_jobs, len(splits))
+    # Threads share the rows; the cores' BLAS threads are divided between them rather than multiplied.
+    with threadpool_limits(max(1, cpu_count() // n_jobs) if n_jobs > 1 else None, user_api="blas"):
+        probabilities = Parallel(n_jobs=n_jobs, prefer="threads")(delayed(fold)(*split) for split in splits)
     out_of_fold, fold_of = np.zeros((n_images, n_classes)), np.zeros(n_images, dtype=int)
     per_fold = []
-    for fold, (train, test) in enumerate(grouped_folds(y, n_views, folds, seed, groups)):
-        fitted, _ = fit(model, rows[train], row_labels[train], row_groups[train])
+    for number, ((_, test), proba) in enumerate(zip(splits, probabilities)):
         images = test // n_views
-        out_of_fold[images], fold_of[images] = predict_proba(fitted, rows[test], n_classes), fold
-        per_fold.append(scores(y[images], out_of_fold[images]))
+        out_of_fold[images], fold_of[images] = proba, number
+        per_fold.append(scores(y[images], proba))
     return out_of_fold, fold_of, pd.DataFrame(per_fold)
+
+
+def fold_jobs(model):
+    """How many CV folds fit at once: one per core, or one for an estimator that says it must fit alone.
+
+    libsvm, liblinear and much of numpy run on one core, so folds side by side use the others; a
+    Keras head (parallel_folds = False) seeds Keras's one global random state, which threads would share.
+    """
+    final = model[-1] if isinstance(model, Pipeline) else model
+    return cpu_count() if getattr(final, "parallel_folds", True) else 1
 
 
 def cv_summary(per_fold):
@@ -139,19 +161,20 @@ def class_probabilities(proba, scored, classes, fold):
     return pd.concat([known, probability_columns(proba, classes)], axis=1)
 
 
-def evaluate(model, train, heldout, folds, seed, tta=False, groups=None):
+def evaluate(model, train, heldout, folds, seed, tta=False, groups=None, n_jobs=None):
     """Return (fitted model, metrics dict, predictions, out-of-fold probabilities) for one head.
 
     `train` and `heldout` are pipeline.features.Features; `heldout` may be None, and then
     the predictions are CV's out-of-fold ones. Training uses every view (image and copies).
     `groups` (one per training image) keeps copies of an image together, in CV folds and in
     early stopping. The out-of-fold probabilities of every training image are a class_probabilities table.
+    `n_jobs`: as in cross_validate.
     """
     n_classes = len(train.classes)
     views = train.views()
     groups = np.arange(len(train.y)) if groups is None else np.asarray(groups)
     start = time.perf_counter()
-    out_of_fold, fold_of, per_fold = cross_validate(model, views, train.y, n_classes, folds, seed, groups)
+    out_of_fold, fold_of, per_fold = cross_validate(model, views, train.y, n_classes, folds, seed, groups, n_jobs)
     cv_seconds = time.perf_counter() - start
     n_views = views.shape[1]
     fitted, fit_seconds = fit(model, views.reshape(-1, views.shape[-1]), np.repeat(train.y, n_views),

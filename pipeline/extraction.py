@@ -46,8 +46,7 @@ class Extractor:
             "weights_sha256": self.weights_sha256_,
             "input_size": self.input_size,
             "pooling": self.pooling,
-            "engine": self.engine,
-            "precision": self.precision,
+            **engines.provenance(self.engine, self.precision),  # with the engine's version
             "preprocessing": backbone.PREPROCESSING,
             "extraction_version": VERSION,
         }

@@ -5,23 +5,23 @@ A head in params.yaml is a name mapped to its `type`, an optional `scale`
 optional `layer` (which cached VGG16 output it reads) and the estimator's own settings.
 Adding a type is one class and one HEADS entry.
 """
-import keras
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.calibration import CalibratedClassifierCV
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import Normalizer, StandardScaler
-from sklearn.svm import SVC
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_consistent_length, check_is_fitted, column_or_1d, validate_data
 
-from pipeline import PipelineError, networks
+from pipeline import PipelineError
 from pipeline.config import check_settings
+from pipeline.kernel_svm import KernelSVM
 
 
 class DenseHead(ClassifierMixin, BaseEstimator):
     """Dense -> Dropout -> sigmoid/softmax, early-stopped on a held-out part of its training data."""
+
+    parallel_folds = False  # it seeds Keras's global random state: CV folds fit one at a time (evaluation.fold_jobs)
 
     def __init__(self, units=256, dropout=0.5, learning_rate=1e-3, epochs=100, batch_size=32,
                  patience=5, validation_fraction=0.15, random_state=0):
@@ -41,6 +41,9 @@ class DenseHead(ClassifierMixin, BaseEstimator):
         so no image is both trained on and watched; None makes each row its own group. The
         watched groups are kept in `stopping_groups_`, for later stages to leave out too.
         """
+        from pipeline import networks  # Keras loads with the first dense head, not with this module
+        from pipeline.quiet_keras import keras
+
         X, y = validate_data(self, X, y, dtype=np.float32)
         check_classification_targets(y)
         if groups is not None:
@@ -66,6 +69,8 @@ class DenseHead(ClassifierMixin, BaseEstimator):
         return self
 
     def predict_proba(self, X):
+        from pipeline import networks
+
         check_is_fitted(self)
         return networks.proba(self.model_, validate_data(self, X, reset=False, dtype=np.float32))
 
@@ -78,8 +83,8 @@ class DenseHead(ClassifierMixin, BaseEstimator):
 HEADS = {
     "dense": (DenseHead, {}),
     "logreg": (LogisticRegression, {"max_iter": 5000}),
-    "linear_svm": (SVC, {"kernel": "linear"}),
-    "rbf_svm": (SVC, {"kernel": "rbf"}),
+    "linear_svm": (KernelSVM, {"kernel": "linear"}),
+    "rbf_svm": (KernelSVM, {"kernel": "rbf"}),
 }
 SCALERS = {"standard": StandardScaler, "l2": Normalizer, "none": None}
 # layer -> (array in the features files, how it becomes one vector per image)
@@ -120,9 +125,5 @@ def make_head(name, spec, seed=0):
     check_settings(f"{where}: {kind}", settings, known)
     seeded = {"random_state": seed} if "random_state" in known else {}
     estimator = estimator_class(**{**defaults, **seeded, **settings})
-    if not hasattr(estimator, "predict_proba"):
-        # Platt scaling fitted on internal folds gives SVMs the probabilities that ROC AUC,
-        # log loss and predict's CSV need (scikit-learn's replacement for SVC(probability=True)).
-        estimator = CalibratedClassifierCV(estimator, ensemble=False)
     scaler = SCALERS[scale]
     return make_pipeline(scaler(), estimator) if scaler else make_pipeline(estimator)

@@ -11,6 +11,8 @@ import pytest
 import yaml
 from PIL import Image, ImageDraw, ImageFont
 
+from pipeline import features
+
 PROJECT = Path(__file__).resolve().parents[1]
 PER_CLASS = {"train": 20, "test": 8}
 
@@ -144,7 +146,11 @@ def assert_predict_matches_scoring(project, name, images):
     scored = pd.read_csv(project / f"results/{name}/predictions.csv")
     merged = scored.assign(path=scored["path"].str.split("test/").str[1]).merge(labelled, on="path")
     assert len(merged) == 16 and (merged["label"] == merged["predicted"]).all()
-    assert merged["probability_x"].to_numpy() == pytest.approx(merged["probability_y"].to_numpy(), abs=1e-4)
+    # The fine-tuned VGG16 runs in float32; where the cached block-4 output that scored it was extracted
+    # in bfloat16 (backbone.precision: auto on CPUs that have it), they differ in the third decimal.
+    bf16 = features.read_meta(project / "features/test.h5")["precision"] == "bf16"
+    tolerance = 5e-3 if bf16 and name.startswith("finetune") else 1e-4
+    assert merged["probability_x"].to_numpy() == pytest.approx(merged["probability_y"].to_numpy(), abs=tolerance)
 
 
 @pytest.mark.parametrize("change, message", [

@@ -5,8 +5,8 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from pipeline import PipelineError
-from pipeline.evaluation import METRICS, cross_validate, evaluate, grouped_folds, scores
+from pipeline import PipelineError, evaluation
+from pipeline.evaluation import METRICS, cross_validate, evaluate, fold_jobs, grouped_folds, scores
 from pipeline.features import Features
 from pipeline.heads import make_head
 
@@ -123,3 +123,19 @@ def test_test_time_augmentation_averages_image_and_mirror():
     assert averaged["tta"] and not plain["tta"]
     assert averaged["heldout"]["accuracy"] < plain["heldout"]["accuracy"]
     assert predictions["probability"].max() < 0.9  # opposite votes pull towards 0.5
+
+
+def test_folds_fitted_side_by_side_give_what_folds_fitted_one_by_one_give():
+    train = split_features(120, "train")
+    views, model = train.views(), make_head("svm", {"type": "rbf_svm", "scale": "l2"})
+    one_by_one = cross_validate(model, views, train.y, 2, folds=5, seed=0, n_jobs=1)
+    side_by_side = cross_validate(model, views, train.y, 2, folds=5, seed=0, n_jobs=3)
+    np.testing.assert_array_equal(one_by_one[0], side_by_side[0])
+    np.testing.assert_array_equal(one_by_one[1], side_by_side[1])
+
+
+def test_a_head_that_must_fit_alone_gets_one_fold_at_a_time(monkeypatch):
+    monkeypatch.setattr(evaluation, "cpu_count", lambda: 4)
+    assert fold_jobs(make_head("l", {"type": "logreg"})) == 4
+    assert fold_jobs(make_head("d", {"type": "dense", "scale": "l2"})) == 1
+    assert fold_jobs(KNeighborsClassifier()) == 4

@@ -1,0 +1,123 @@
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import shared_setting
+
+from pipeline import PipelineError, backbone, engines
+
+SIZE = 48
+
+
+def one_line_error(call, *args):
+    with pytest.raises(PipelineError) as error:
+        call(*args)
+    assert "\n" not in str(error.value)
+    return str(error.value)
+
+
+def test_importing_the_module_loads_no_engine():
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, pipeline.engines; "
+         "print([m for m in ('tensorflow', 'keras', 'openvino', 'onnxruntime', 'tf2onnx') if m in sys.modules])"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    assert loaded.strip() == "[]"
+
+
+def test_unknown_engine_or_precision_is_a_one_line_error():
+    assert "use one of auto, keras, openvino, onnxruntime" in one_line_error(engines.resolve, "tensorrt", "fp32")
+    assert "use one of auto, fp32, bf16" in one_line_error(engines.resolve, "keras", "fp16")
+
+
+def test_an_engine_that_is_not_installed_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "openvino", None)  # what an uninstalled module looks like to find_spec
+    message = one_line_error(engines.resolve, "openvino", "fp32")
+    assert "openvino is not installed: pip install openvino==" in message
+    assert "or set backbone.engine: keras" in message
+    monkeypatch.setitem(sys.modules, "tf2onnx", None)
+    assert "tf2onnx is not installed" in one_line_error(engines.resolve, "onnxruntime", "fp32")
+
+
+def test_auto_prefers_openvino_on_a_cpu_and_keras_on_a_gpu_or_without_openvino(monkeypatch):
+    monkeypatch.setattr(engines, "missing_modules", lambda engine: [])
+    monkeypatch.setattr(engines, "openvino_capabilities", lambda: ["FP32", "BF16"])
+    monkeypatch.setattr(engines, "tensorflow_sees_gpu", lambda: False)
+    assert engines.resolve("auto", "auto") == ("openvino", "bf16")
+    assert engines.resolve("auto", "fp32") == ("openvino", "fp32")
+    monkeypatch.setattr(engines, "tensorflow_sees_gpu", lambda: True)
+    assert engines.resolve("auto", "fp32") == ("keras", "fp32")
+    monkeypatch.setattr(engines, "tensorflow_sees_gpu", lambda: False)
+    monkeypatch.setattr(engines, "missing_modules", lambda engine: ["openvino"] if engine == "openvino" else [])
+    assert engines.resolve("auto", "fp32") == ("keras", "fp32")
+
+
+def test_bf16_where_it_cannot_run_is_refused_and_auto_falls_to_fp32(monkeypatch):
+    monkeypatch.setattr(engines, "missing_modules", lambda engine: [])
+    monkeypatch.setattr(engines, "openvino_capabilities", lambda: ["FP32", "INT8"])
+    monkeypatch.setattr(engines, "cpu_has_bf16", lambda: False)
+    for engine in engines.ENGINES:
+        message = one_line_error(engines.resolve, engine, "bf16")
+        assert message.startswith("params.yaml: backbone.precision is bf16 but ")
+        assert message.endswith("set backbone.precision: fp32 (or auto)")
+        assert engines.resolve(engine, "auto") == (engine, "fp32")
+    assert "FP32, INT8" in one_line_error(engines.resolve, "openvino", "bf16")
+
+
+def test_bf16_instructions_are_read_from_the_cpu_flags(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("flags\t\t: fpu avx512f avx512_bf16 avx512vl\n")
+    assert engines.cpu_has_bf16(cpuinfo)
+    cpuinfo.write_text("flags\t\t: fpu avx512f avx512vl\n")
+    assert not engines.cpu_has_bf16(cpuinfo)
+    assert not engines.cpu_has_bf16(tmp_path / "absent")
+
+
+@pytest.fixture(scope="module")
+def extractor():
+    weights = shared_setting(backbone.WEIGHTS_ENV)  # real weights: random ones give near-zero features
+    return backbone.extractor(backbone.conv_base(str(weights), SIZE), "avg")
+
+
+@pytest.fixture(scope="module")
+def batch():
+    images = np.random.default_rng(0).integers(0, 256, (4, SIZE, SIZE, 3))
+    return backbone.preprocess(images)
+
+
+@pytest.fixture(scope="module")
+def keras_fp32(extractor, batch):
+    return engines.compile(extractor, "keras", "fp32")(batch)
+
+
+def cosines(a, b):
+    a, b = a.reshape(len(a), -1), b.reshape(len(b), -1)
+    return (a * b).sum(axis=1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+
+
+@pytest.mark.parametrize("engine", ["keras", "openvino", "onnxruntime"])
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_each_engine_gives_keras_fp32_features_for_any_batch_size(engine, precision, extractor, batch, keras_fp32):
+    try:
+        engines.resolve(engine, precision)
+    except PipelineError as cannot_run_here:
+        pytest.skip(str(cannot_run_here))
+    run = engines.compile(extractor, engine, precision)
+    if (engine, precision) != ("keras", "fp32"):
+        assert engines.compile(extractor, engine, precision) is run  # converted once
+    outputs, first_alone = run(batch), run(batch[:1])
+    assert set(outputs) == set(first_alone) == {"features", backbone.BLOCK4}
+    for name, expected in keras_fp32.items():
+        got = outputs[name]
+        assert got.dtype == np.float32 and got.shape == expected.shape
+        assert first_alone[name].shape == (1, *expected.shape[1:])
+        scale = np.abs(expected).max()
+        assert scale > 0
+        if precision == "fp32":
+            np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4 * scale)
+            np.testing.assert_allclose(first_alone[name][0], got[0], rtol=0, atol=1e-4 * scale)
+        else:
+            assert cosines(got, expected).min() > 0.999
+            assert np.abs(got - expected).max() < 0.02 * scale
+            assert cosines(first_alone[name], got[:1]).min() > 0.9999

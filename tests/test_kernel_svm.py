@@ -1,0 +1,92 @@
+import io
+
+import joblib
+import numpy as np
+import pytest
+from sklearn.calibration import CalibratedClassifierCV, _sigmoid_calibration
+from sklearn.datasets import load_digits, make_classification
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC
+
+from pipeline import PipelineError
+from pipeline.heads import make_head
+from pipeline.kernel_svm import KernelSVM, group_folds, platt_sigmoid
+
+
+def digits(n_classes):
+    """A small real problem: 8x8 handwritten digits of the first classes, standardised, split 2:1."""
+    X, y = load_digits(n_class=n_classes, return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    return train_test_split(X, y, test_size=1 / 3, stratify=y, random_state=0)
+
+
+@pytest.mark.parametrize("kernel,C", [("linear", 1.0), ("rbf", 10.0)])
+@pytest.mark.parametrize("n_classes", [2, 4])
+def test_kernel_svm_decides_as_svc_and_scores_as_the_calibrated_svc_it_replaces(kernel, C, n_classes):
+    X_train, X_test, y_train, y_test = digits(n_classes)
+    new = KernelSVM(kernel=kernel, C=C).fit(X_train, y_train)
+    svc = SVC(kernel=kernel, C=C).fit(X_train, y_train)
+    np.testing.assert_allclose(new._decisions(X_test), svc.decision_function(X_test), atol=1e-6)
+    old = CalibratedClassifierCV(SVC(kernel=kernel, C=C), ensemble=False).fit(X_train, y_train)
+    assert abs(new.score(X_test, y_test) - old.score(X_test, y_test)) <= 0.01
+    proba = new.predict_proba(X_test)
+    np.testing.assert_allclose(proba.sum(axis=1), 1)
+    assert np.abs(proba - old.predict_proba(X_test)).mean() < 0.02
+
+
+def test_platt_sigmoid_is_scikit_learns():
+    rng = np.random.default_rng(0)
+    positive = rng.random(200) < 0.3
+    decisions = np.where(positive, 1.0, -1.0) + rng.normal(size=200)
+    np.testing.assert_allclose(platt_sigmoid(decisions, positive), _sigmoid_calibration(decisions, positive),
+                               rtol=1e-4)
+
+
+def test_calibration_folds_keep_groups_whole_and_every_class_on_both_sides():
+    y = np.repeat([0, 0, 1, 1, 1, 2], 8)  # 12 images of 4 rows: 4 of class 0, 6 of class 1, 2 of class 2
+    groups = np.arange(48) // 4
+    tested = []
+    for train, test in group_folds(y, groups, folds=5, seed=0):
+        assert not set(groups[train]) & set(groups[test])
+        assert set(y[train]) == set(y[test]) == {0, 1, 2}
+        tested += list(test)
+    assert sorted(tested) == list(range(48))
+    assert len(list(group_folds(y, groups, folds=5, seed=0))) == 2  # class 2 has two groups: two folds
+    with pytest.raises(ValueError, match="two images of each class"):
+        list(group_folds(np.array([0, 0, 1, 1]), np.array([0, 0, 1, 1]), folds=5, seed=0))
+
+
+def test_kernel_svm_calibrates_on_whole_images_so_twins_do_not_make_it_overconfident():
+    """Four identical rows per image: folds of rows would score decisions about rows the SVC trained on."""
+    X_train, X_test, y_train, y_test = digits(2)
+    noisy = np.where(np.random.default_rng(0).random(len(y_train)) < 0.2, 1 - y_train, y_train)  # 20% wrong labels
+    rows, labels, images = np.repeat(X_train, 4, axis=0), np.repeat(noisy, 4), np.repeat(np.arange(len(noisy)), 4)
+    by_image = KernelSVM(kernel="rbf", C=10.0).fit(rows, labels, groups=images)
+    by_row = KernelSVM(kernel="rbf", C=10.0).fit(rows, labels)
+    confidence = {name: model.predict_proba(X_test).max(axis=1).mean()
+                  for name, model in [("by image", by_image), ("by row", by_row)]}
+    assert confidence["by row"] > confidence["by image"] + 0.05, confidence
+
+
+def test_a_pickled_kernel_svm_keeps_only_support_vectors_and_predicts_the_same():
+    X_train, X_test, y_train, _ = digits(4)
+    model = make_head("rbf_svm", {"type": "rbf_svm", "C": 10.0}).fit(X_train.astype(np.float32), y_train)
+    svm = model[-1]
+    assert svm.support_vectors_.dtype == np.float32 and len(svm.support_vectors_) < len(y_train)
+    buffer = io.BytesIO()
+    joblib.dump(model, buffer)
+    buffer.seek(0)
+    np.testing.assert_array_equal(joblib.load(buffer).predict_proba(X_test), model.predict_proba(X_test))
+
+
+def test_kernel_svm_settings_and_their_errors():
+    model = make_head("rbf_svm", {"type": "rbf_svm", "C": 3.0, "gamma": 0.01}, seed=7)
+    assert (model[-1].kernel, model[-1].C, model[-1].gamma, model[-1].random_state) == ("rbf", 3.0, 0.01, 7)
+    assert make_head("linear_svm", {"type": "linear_svm"})[-1].kernel == "linear"
+    with pytest.raises(PipelineError, match=r"rbf_svm has no setting 'gama'; did you mean 'gamma'\?"):
+        make_head("rbf_svm", {"type": "rbf_svm", "gama": 0.1})
+    X, y = make_classification(n_samples=60, n_features=10, random_state=0)
+    for bad, message in [({"kernel": "poly"}, "kernel must be 'linear' or 'rbf'"), ({"gamma": -1.0}, "gamma must be")]:
+        with pytest.raises(ValueError, match=message):
+            KernelSVM(**bad).fit(X, y)
