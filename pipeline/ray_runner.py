@@ -4,6 +4,7 @@ With RAY_ADDRESS set (Ray's own convention) it joins that cluster; otherwise Ray
 machine. Workers read the images and write the cache's shards themselves, so on a cluster the
 data folder and the project's cache/ must be on a filesystem that every node sees.
 """
+import logging
 import os
 from pathlib import Path
 
@@ -36,6 +37,8 @@ def start():
     if not ray.is_initialized():
         ray.init(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False, logging_level="ERROR",
                  log_to_driver=False)
+    # Ray Data logs its plan and progress every few seconds at INFO; the runner prints its own summary.
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
 
 
 def extract(extractor, cache, work, batch_size):
@@ -46,6 +49,6 @@ def extract(extractor, cache, work, batch_size):
              for view, shard_list in work.items() for files, keys in shard_list]
     workers = max(1, min(len(items), int(ray.cluster_resources().get("CPU", 1)) // CPUS_PER_WORKER))
     ray.data.from_items(items).map_batches(
-        ShardWorker, batch_size=1, concurrency=workers, num_cpus=CPUS_PER_WORKER,
+        ShardWorker, batch_size=1, compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=CPUS_PER_WORKER,
         fn_constructor_args=(extractor.unloaded(), shared_cache, {view.id: view for view in work}, batch_size),
     ).materialize()
