@@ -36,8 +36,7 @@ class Extractor:
         return self
 
     def __call__(self, images):
-        return {name: np.asarray(array, dtype=np.float32)
-                for name, array in self.run_(backbone.preprocess(images)).items()}
+        return self.run_(backbone.preprocess(images))  # engines give float32 arrays
 
     def provenance(self):
         """What produced the features (the weights by their digest), stored beside them and checked before reuse."""
@@ -93,3 +92,9 @@ def batches(extractor, view, files, keys, batch_size):
         images = np.stack([load_image(f, extractor.input_size) for f in files[start:start + batch_size]])
         batch_keys = keys[start:start + batch_size]
         yield batch_keys, view(extractor, images, batch_keys)
+
+
+def arrays(extractor, view, files, keys, batch_size):
+    """{output: array} of one view of all `files`, computed batch by batch."""
+    parts = [outputs for _, outputs in batches(extractor, view, files, keys, batch_size)]
+    return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}

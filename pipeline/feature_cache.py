@@ -66,7 +66,7 @@ class FeatureCache:
             for start in range(0, len(keys), chunk):
                 wanted = [cached[key] for key in keys[start:start + chunk]]
                 rows = {}
-                for position, (shard, row) in enumerate(wanted):
+                for shard, row in wanted:
                     if shard not in open_files:
                         open_files[shard] = h5py.File(shard, "r")
                     for output in open_files[shard]:

@@ -94,13 +94,8 @@ def extract(meta, files, weights, batch_size, mirrored):
             "these VGG16 weights differ from the ones the model was trained on: pass the "
             "same weights with --weights (or the same VGG16_IMAGENET_WEIGHTS)"
         )
-    views = extraction.views(mirrored=mirrored)
-    outputs = {}
-    for view in views:
-        for _, arrays in extraction.batches(extractor, view, files, [None] * len(files), batch_size):
-            for name, array in arrays.items():
-                outputs.setdefault(f"{name}{view.suffix}", []).append(array)
-    return {name: np.concatenate(parts) for name, parts in outputs.items()}
+    return {f"{name}{view.suffix}": array for view in extraction.views(mirrored=mirrored)
+            for name, array in extraction.arrays(extractor, view, files, [None] * len(files), batch_size).items()}
 
 
 def image_model_proba(bundle, files, batch_size):

@@ -3,7 +3,6 @@
 Work is cut into shards of SHARD_IMAGES images, and each shard into batches, the same way for
 every runner, so a shard holds the same numbers whoever computed it.
 """
-import numpy as np
 from tqdm import tqdm
 
 from pipeline import PipelineError, extraction
@@ -26,8 +25,7 @@ def shards(files, keys, view, cache):
 
 
 def compute_shard(extractor, cache, view, files, keys, batch_size):
-    parts = list(extraction.batches(extractor, view, files, keys, batch_size))
-    cache.add(view.id, keys, {name: np.concatenate([arrays[name] for _, arrays in parts]) for name in parts[0][1]})
+    cache.add(view.id, keys, extraction.arrays(extractor, view, files, keys, batch_size))
 
 
 def extract(runner, extractor, cache, views, files, keys, batch_size, desc=None):

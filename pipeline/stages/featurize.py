@@ -53,7 +53,7 @@ def main(argv):
                              "augmented_copies": copies.count, "extracted": extracted})
         speed = f", {extracted / seconds:.1f} images/s" if extracted else ""
         print(f"{split}: {len(rows)} images (+{copies.count} augmented copies each); "
-              f"{extracted} extracted now{speed}, {len(rows) - extracted} from the cache")
+              f"{extracted} extracted now{speed}, the rest from the cache")  # copies of one image count once
     # Linux counts in KiB. Splits stream through the cache in shards, so this should not grow with the data.
     print(f"peak memory {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
 
