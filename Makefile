@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 TENSORFLOW := $(if $(shell command -v nvidia-smi 2>/dev/null),tensorflow[and-cuda]==2.21.0,tensorflow-cpu==2.21.0)
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: help setup setup-extras demo demo-data repro report test predict benchmark clean
+.PHONY: help setup setup-extras demo repro report test lint predict benchmark clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -21,21 +21,22 @@ setup: $(BIN)/dvc ## Create .venv with everything installed (TensorFlow for the 
 setup-extras: setup ## Add the optional engines (OpenVINO, ONNX Runtime) and the Ray runner
 	$(BIN)/pip install -q -r requirements-extras.txt
 
-demo-data: setup ## Write the bundled digits dataset (1,797 real 8x8 scans) to data/digits at 64 px
-	python -m pipeline.demo data/digits
-
-demo: demo-data ## Set up, then run the whole pipeline on the digits demo and print the report
-	dvc repro
-	@cat reports/report.md
+demo: setup ## Set up, then run the whole pipeline on the bundled digits (1,797 real scans) in demo/ and print the report
+	python -m pipeline.demo demo
+	@cat demo/reports/report.md
 
 repro: setup ## Rebuild whatever params.yaml or the code changed (dvc repro)
 	dvc repro
 
-report: repro ## Bring everything up to date and print reports/report.md
+report: repro ## Bring everything up to date, print reports/report.md and where its one-page HTML is
 	@cat reports/report.md
+	@echo "The report as one page, figures included: $(abspath reports/report.html)"
 
 test: setup ## Run the test suite (real-data tests need VGG16_IMAGENET_WEIGHTS and PIPELINE_TEST_DATASETS)
 	python -m pytest -q -p no:cacheprovider
+
+lint: setup ## Check the code with ruff (its settings: pyproject.toml)
+	ruff check pipeline tests benchmarks
 
 predict: setup ## Label images with the report's chosen row: make predict IMAGES=folder_or_files [MODEL=models/x.joblib]
 	python -m pipeline.predict $(IMAGES) $(if $(MODEL),--model $(MODEL))
@@ -43,5 +44,9 @@ predict: setup ## Label images with the report's chosen row: make predict IMAGES
 benchmark: setup ## Benchmark datasets by path: make benchmark DATASETS="dir1 dir2" (hours on a CPU; not a test)
 	python -m pipeline.benchmark $(DATASETS)
 
-clean: ## Remove the pipeline's outputs (never your images)
-	rm -rf features cache models results reports data/manifest.csv data/skipped.csv
+# What the stages write (pipeline/paths.py), and `make demo`'s project. In a git checkout `clean` leaves
+# whatever git tracks: metrics and predictions a project commits for `dvc metrics diff`, as DVC suggests.
+OUTPUTS := data/manifest.csv data/skipped.csv data/duplicates.csv features cache models results reports demo
+
+clean: ## Remove the pipeline's outputs that git does not track (never your images)
+	if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then git clean -fdx -- $(OUTPUTS); else rm -rf $(OUTPUTS); fi

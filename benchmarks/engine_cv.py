@@ -44,7 +44,7 @@ def cached_keras_features(workspace):
 def extract(files, size, pooling, weights, engine, precision, batch_size=32):
     """(features, block 4 averaged over positions, img/s) for `files` through `engine`."""
     model = backbone.extractor(backbone.conv_base(weights, size), pooling)
-    run = engines.compile(model, engine, precision)
+    run = engines.compile_for(model, engine, precision)
     features, block4 = [], []
     start = time.perf_counter()
     for first in range(0, len(files), batch_size):

@@ -81,7 +81,7 @@ def benchmark_size(files, size, args, settings):
     runs, convert = {}, {}
     for setting in settings:
         start = time.perf_counter()
-        runs[setting] = engines.compile(model, *setting)
+        runs[setting] = engines.compile_for(model, *setting)
         convert[setting] = time.perf_counter() - start
     baseline, speeds, decoding_share, distances = [], {s: [] for s in settings}, {}, {}
     for _ in range(args.rounds):  # interleaved, so a burst of other work hits every engine alike

@@ -1,15 +1,14 @@
 """Run the pipeline on benchmark datasets and tabulate accuracy and time against published figures.
 
-python -m pipeline.benchmark DATASET_DIR... [--approaches heads finetune scratch]
+python -m pipeline.benchmark DATASET_DIR... [--settings tuned defaults] [--approaches heads finetune scratch]
 
-Each dataset gets its own DVC workspace under --work (a copy of this project with the dataset's
-settings from --config), so an interrupted benchmark resumes where it stopped. Not a test: a
+Each dataset gets a DVC workspace under --work per --settings (pipeline.workspace: this checkout's
+code on the dataset's tuned settings from --config, or on params.yaml as shipped), so an interrupted
+benchmark resumes where it stopped. Not a test: a
 full run takes hours on a laptop CPU.
 """
 import argparse
 import os
-import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -17,57 +16,35 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from pipeline import PipelineError
+from pipeline import PipelineError, workspace
+from pipeline.cli import entry_point
 from pipeline.config import ROW_SECTIONS
 from pipeline.files import write_text
 from pipeline.report import fmt_spread, fmt_test
-from pipeline.stages import entry_point
+from pipeline.workspace import PROJECT
 
-PROJECT = Path(__file__).resolve().parents[1]
-PROJECT_FILES = ("dvc.yaml", ".dvcignore")
-
-
-def workspace_params(base, overrides, data_dir, approaches):
-    """The project's params with a dataset's overrides; rows of approaches not chosen are dropped."""
-    params = yaml.safe_load(yaml.safe_dump(base))  # a deep copy
-    for section, values in overrides.items():
-        if section in ROW_SECTIONS or not isinstance(values, dict):
-            params[section] = values  # a dataset's own list of rows replaces the project's
-        else:
-            params[section].update(values)
-    params["data"]["dir"] = str(Path(data_dir).resolve())
-    for section in ROW_SECTIONS:
-        if section not in approaches:
-            params[section] = {}
-    return params
+SETTINGS = ("tuned", "defaults")  # the dataset's entry in --config, or params.yaml as shipped (data.dir only)
 
 
-def prepare_workspace(folder, params):
-    """A DVC project in `folder` running this checkout's code on `params`; outputs there are kept."""
-    folder.mkdir(parents=True, exist_ok=True)
-    shutil.rmtree(folder / "pipeline", ignore_errors=True)
-    shutil.copytree(PROJECT / "pipeline", folder / "pipeline", ignore=shutil.ignore_patterns("__pycache__"))
-    for name in PROJECT_FILES:
-        shutil.copy(PROJECT / name, folder / name)
-    write_text(folder / "params.yaml", yaml.safe_dump(params, sort_keys=False))
-    if not (folder / ".dvc").is_dir():
-        subprocess.run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], cwd=folder, check=True)
+def run_dataset(data_dir, entry, settings, approaches, work, changes=()):
+    """`dvc repro` one dataset with `settings` in its workspace; returns its report's rows.
 
-
-def run_dataset(data_dir, config, approaches, work):
-    """`dvc repro` one dataset in its workspace; returns its report's rows."""
+    `changes`: "key.path=value" settings changed on top, as `dvc exp run -S` changes them; each set of
+    changes has a workspace of its own. Workspaces share one per-image feature cache, so they extract
+    an image's views once wherever their backbone settings agree.
+    """
     name = Path(data_dir).name
-    entry = config.get(name, {})
-    folder = work / name
-    base = yaml.safe_load((PROJECT / "params.yaml").read_text())
-    prepare_workspace(folder, workspace_params(base, entry.get("params", {}), data_dir, approaches))
-    # dvc.yaml's commands say `python`: make it this interpreter, venv activated or not.
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    with open(folder / "repro.log", "w") as log:
-        result = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=folder, env=env, stdout=log,
-                                stderr=subprocess.STDOUT)
-    if result.returncode != 0:
-        raise PipelineError(f"dvc repro failed on {name}: see {folder / 'repro.log'}")
+    folder = work / ".".join([name, *([] if settings == "tuned" else [settings]), *changes])
+    overrides = yaml.safe_load(yaml.safe_dump(entry.get("params", {}) if settings == "tuned" else {}))
+    for change in changes:
+        key, _, value = change.partition("=")
+        *sections, last = key.split(".")
+        target = overrides
+        for section in sections:
+            target = target.setdefault(section, {})
+        target[last] = yaml.safe_load(value)
+    workspace.prepare(folder, workspace.merged_params(overrides, data_dir, approaches), shared_cache=work / "cache")
+    workspace.repro(folder, log=folder / "repro.log")
     return pd.read_csv(folder / "reports" / "summary.csv").assign(dataset=name)
 
 
@@ -109,6 +86,22 @@ def detail_table(rows):
     return table.to_markdown(index=False)
 
 
+def defaults_against_tuned(summaries):
+    """Per dataset: the chosen row with the shipped defaults beside the one with the tuned settings.
+
+    The defaults pass where their chosen row's CV accuracy is within 1 point of the tuned one's.
+    """
+    both = summaries.pivot(index="dataset", columns="settings").dropna()  # datasets that ran both settings
+    rows = []
+    for dataset, row in both.iterrows():
+        cv = {s: float(row["CV accuracy"][s].split(" ")[0]) for s in SETTINGS}
+        rows.append({"dataset": dataset, **{f"{s}: {column}": row[column][s] for s in SETTINGS
+                                            for column in ("chosen row", "CV accuracy", "held-out accuracy")},
+                     "CV gap, points": f"{100 * (cv['tuned'] - cv['defaults']):+.1f}",
+                     "defaults within 1 point": "yes" if cv["tuned"] - cv["defaults"] <= 0.01 else "no"})
+    return pd.DataFrame(rows)
+
+
 def write_results(path, command, summaries, details):
     sections = [
         "# Benchmark",
@@ -116,10 +109,14 @@ def write_results(path, command, summaries, details):
         "The chosen row is the one with the best CV accuracy on the training images, chosen before the "
         "held-out split is looked at; the best held-out accuracy of any row is shown beside it but chose "
         "nothing. Held-out images that copy a training image are left out (data.duplicates.heldout: drop). "
-        "Targets and published figures are from the issues and ../shared/README.md. Settings per dataset: "
+        "Targets and published figures are from the issues and ../shared/README.md. Settings: `defaults` is "
+        "params.yaml as shipped with only data.dir set; `tuned` is the dataset's entry in "
         "benchmarks/datasets.yaml, tuned by CV on training data only.",
-        pd.DataFrame(summaries).to_markdown(index=False),
     ]
+    if set(summaries["settings"]) == set(SETTINGS):  # the datasets that ran only one setting are left out here
+        sections += ["## Shipped defaults against each dataset's tuned settings",
+                     defaults_against_tuned(summaries).to_markdown(index=False)]
+    sections += ["## Chosen rows", summaries.to_markdown(index=False)]
     for name, table in details.items():
         sections += [f"## {name}", table]
     write_text(path, "\n\n".join(sections) + "\n")
@@ -145,6 +142,11 @@ def main(argv):
     parser.add_argument("--work", default=PROJECT / "benchmarks/work", help="workspaces (default: %(default)s)")
     parser.add_argument("--out", default=PROJECT / "benchmarks/results.md",
                         help="table to write (default: %(default)s)")
+    parser.add_argument("--settings", nargs="+", choices=SETTINGS, default=list(SETTINGS),
+                        help="each dataset's tuned settings from --config, the shipped params.yaml, or both "
+                             "(default: both, compared)")
+    parser.add_argument("-S", "--set", dest="changes", action="append", default=[], metavar="KEY=VALUE",
+                        help="a setting changed on top of --settings, as in dvc exp run -S (repeatable)")
     args = parser.parse_args(argv)
     config = load_config(args.config)
     summaries, details = [], {}
@@ -152,13 +154,15 @@ def main(argv):
         if not Path(data_dir).is_dir():
             raise PipelineError(f"dataset folder {data_dir} not found")
         name = Path(data_dir).name
-        print(f"{name}: dvc repro in {Path(args.work) / name} ...", flush=True)
-        rows = run_dataset(data_dir, config, args.approaches, Path(args.work))
-        summaries.append(summary_line(name, rows, config.get(name, {})))
-        details[name] = detail_table(rows)
-        print(pd.DataFrame([summaries[-1]]).to_string(index=False), flush=True)
+        for settings in args.settings:
+            print(f"{name}, {settings} settings: dvc repro in {args.work} ...", flush=True)
+            rows = run_dataset(data_dir, config.get(name, {}), settings, args.approaches, Path(args.work),
+                               args.changes)
+            summaries.append({"settings": settings, **summary_line(name, rows, config.get(name, {}))})
+            details[f"{name}, {settings} settings"] = detail_table(rows)
+            print(pd.DataFrame([summaries[-1]]).to_string(index=False), flush=True)
     command = "python -m pipeline.benchmark " + " ".join(argv)
-    write_results(Path(args.out), command, summaries, details)
+    write_results(Path(args.out), command, pd.DataFrame(summaries), details)
     print(f"written to {args.out}")
 
 

@@ -6,6 +6,11 @@ import yaml
 
 from pipeline import PipelineError
 
+
+class SIZE:
+    """The type of backbone.input_size: pixels, or 'auto' (pipeline.image_size chooses for the images)."""
+
+
 # Every section and key params.yaml may hold, with the type of its value.
 # `heads`, `finetune` and `scratch` map names to runs; their modules check each run's settings.
 SCHEMA = {
@@ -14,8 +19,8 @@ SCHEMA = {
         "split": {"validation": float, "test": float, "seed": int},
         "duplicates": {"max_distance": int, "heldout": str},
     },
-    "backbone": {"weights": str, "input_size": int, "pooling": str, "engine": str, "precision": str,
-                 "batch_size": int, "runner": str},  # pipeline.engines and pipeline.runners check the choices
+    "backbone": {"name": str, "weights": str, "input_size": SIZE, "pooling": str, "engine": str, "precision": str,
+                 "batch_size": int, "runner": str},  # pipeline.backbone, .engines and .runners check the choices
     "augment": {
         "copies": int, "seed": int, "rotation": float, "width_shift": float, "height_shift": float,
         "shear": float, "zoom": float, "horizontal_flip": bool,
@@ -28,7 +33,8 @@ SCHEMA = {
 POOLINGS = ("flatten", "avg", "max")
 HELDOUT_DUPLICATES = ("drop", "keep")
 ROW_SECTIONS = ("heads", "finetune", "scratch")  # each name under these is one row of the report
-TYPE_NAMES = {str: "text", int: "whole number", float: "number", dict: "mapping", bool: "true or false"}
+TYPE_NAMES = {str: "text", int: "whole number", float: "number", dict: "mapping", bool: "true or false",
+              SIZE: "whole number of pixels, or auto"}
 
 
 def stage_params(reads, name=None, path="params.yaml"):
@@ -97,6 +103,8 @@ def check(section, schema, prefix):
 
 
 def is_instance(value, expected):
+    if expected is SIZE:
+        return is_instance(value, int) or value == "auto"
     if expected is float:  # YAML writes 0 for 0.0
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if expected is int:

@@ -132,14 +132,19 @@ def class_names(manifest):
     return sorted(manifest["label"].unique())
 
 
+def split_files(manifest, split, root):
+    """The image files of one split of the manifest, under the data folder `root`."""
+    return [Path(root) / path for path in manifest.loc[manifest["split"] == split, "path"]]
+
+
 def heldout_split(splits):
     """The split that results are reported on, given the splits present (None if only train)."""
     present = set(splits)  # `splits` may be a one-pass iterator
     return next((split for split in HELDOUT_SPLITS if split in present), None)
 
 
-def stopping_split(splits):
-    """The split that early stopping watches: validation, unless it is the one reported."""
+def separate_validation_split(splits):
+    """'validation' if that split is present and is not the reported one, else None: what early stopping watches."""
     present = set(splits)
     return "validation" if "validation" in present and heldout_split(present) != "validation" else None
 

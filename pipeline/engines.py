@@ -1,4 +1,4 @@
-"""What runs VGG16's forward pass: Keras itself, or the same graph compiled by OpenVINO or ONNX Runtime.
+"""What runs the backbone's forward pass: Keras itself, or the same graph compiled by OpenVINO or ONNX Runtime.
 
 On a CPU the forward pass is nearly all of feature extraction (decoding and resizing run some 50
 times faster). On CPUs with bfloat16 instructions, bfloat16 arithmetic runs it about twice as fast
@@ -93,7 +93,7 @@ def provenance(engine, precision):
     return {"engine": engine, "precision": precision, "engine_version": f"{engine} {version}"}
 
 
-def compile(model, engine, precision):
+def compile_for(model, engine, precision):
     """A callable batch -> {output name: float32 array} running `model` with `engine` at `precision`.
 
     `model` is a keras.Model (outputs a dict, as pipeline.backbone.extractor's, or one tensor, named
@@ -114,7 +114,7 @@ def compile(model, engine, precision):
 
 
 def output_names(model):
-    """The names of the model's outputs, in the order of the dict compile returns."""
+    """The names of the model's outputs, in the order of the dict compile_for returns."""
     return list(model.output) if isinstance(model.output, dict) else ["features"]
 
 
@@ -174,29 +174,55 @@ def openvino_runner(model, precision):
 
 def onnxruntime_runner(model, precision):
     # TensorFlow first, through quiet_keras: tf2onnx imports it, with its start-up noise
-    from pipeline.quiet_keras import tensorflow as tf  # noqa: I001
+    from pipeline.quiet_keras import tensorflow  # noqa: F401, I001
     import onnxruntime
     import tf2onnx
 
-    names = output_names(model)
-    signature = (tf.TensorSpec((None, *model.input_shape[1:]), tf.float32, name="images"),)
+    graph, input_name, outputs = frozen_graph(model)
     logging.getLogger("tf2onnx").setLevel(logging.ERROR)
-    proto, _ = tf2onnx.convert.from_function(
-        tf.function(lambda images: model(images, training=False)), input_signature=signature, opset=ONNX_OPSET
-    )
+    proto, _ = tf2onnx.convert.from_graph_def(graph, input_names=[input_name], output_names=list(outputs.values()),
+                                              opset=ONNX_OPSET)
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3  # errors only
-    session = onnxruntime.InferenceSession(
-        proto.SerializeToString(), options, providers=["CPUExecutionProvider"]
-    )
-    found = match_outputs(names, [(out.name, {out.name}) for out in session.get_outputs()])
-    input_name = session.get_inputs()[0].name
+    try:
+        session = onnxruntime.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # an op tf2onnx left unconverted: the model cannot run here, whatever the input
+        raise PipelineError(cannot_convert(model, f"{type(exc).__name__}: {exc}")) from exc
+    found = {name: outputs[name] for name in output_names(model)}
 
     def run(batch):
         arrays = session.run(list(found.values()), {input_name: np.ascontiguousarray(batch, dtype=np.float32)})
         return {name: np.asarray(array, dtype=np.float32) for name, array in zip(found, arrays)}
 
     return run
+
+
+def frozen_graph(model):
+    """(GraphDef, input tensor name, {output name: tensor name}) of the model with its weights as constants.
+
+    Freezing first also turns tensors the graph captures (the mean and variance of a Normalization
+    layer, as EfficientNetV2 has) into constants, which tf2onnx's own tracing left as missing inputs.
+    Functions that freezing cannot inline (XLA-compiled ones: Keras runs grouped convolutions, as
+    ConvNeXt's, that way on a CPU) tf2onnx cannot convert: that is an error here, before it tries.
+    """
+    from pipeline.quiet_keras import tensorflow as tf  # noqa: I001 (first: TensorFlow's start-up noise filtered)
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    signature = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32, name="images")
+    traced = tf.function(lambda images: model(images, training=False)).get_concrete_function(signature)
+    frozen = convert_variables_to_constants_v2(traced, aggressive_inlining=True)
+    graph = frozen.graph.as_graph_def()
+    calls = [node.name for node in graph.node if node.op in ("StatefulPartitionedCall", "PartitionedCall")]
+    if calls:
+        raise PipelineError(cannot_convert(model, f"tf2onnx cannot convert compiled functions, as {calls[0]}"))
+    structured = traced.structured_outputs  # freezing keeps the tensors' names, not this dict
+    outputs = structured if isinstance(structured, dict) else {"features": structured}
+    return graph, frozen.inputs[0].name, {name: tensor.name for name, tensor in outputs.items()}
+
+
+def cannot_convert(model, reason):
+    reason = reason.replace("\n", " ")[:300]
+    return f"ONNX Runtime cannot run {model.name} ({reason}): set backbone.engine: keras or openvino"
 
 
 def match_outputs(names, outputs):

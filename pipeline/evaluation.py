@@ -17,6 +17,7 @@ from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
 from pipeline import PipelineError
+from pipeline.saved_model import average_with_mirror, class_columns
 
 METRICS = ("accuracy", "balanced_accuracy", "f1_macro", "roc_auc", "log_loss")
 
@@ -47,12 +48,7 @@ def predict_proba(model, X, n_classes, flipped=None):
 
     With `flipped` (the mirror images' features), the average over both: test-time augmentation.
     """
-    proba = np.zeros((len(X), n_classes))
-    proba[:, model.classes_] = model.predict_proba(X)
-    if flipped is not None:
-        proba[:, model.classes_] += model.predict_proba(flipped)
-    # float32 features give float32 probabilities, whose sums miss 1 by more than log_loss allows.
-    return proba / proba.sum(axis=1, keepdims=True)
+    return average_with_mirror(lambda rows: class_columns(model, rows, n_classes), X, flipped)
 
 
 def fit(model, X, y, groups=None):

@@ -1,4 +1,4 @@
-"""VGG16 over image files: each image's views (as it is, mirrored, augmented copies) as arrays.
+"""The backbone over image files: each image's views (as it is, mirrored, augmented copies) as arrays.
 
 An `Extractor` holds only its settings until `load`, so a Ray worker can receive it and load
 the network itself.
@@ -16,37 +16,43 @@ VERSION = 1
 
 
 class Extractor:
-    """VGG16 with its pooling, run by `engine` at `precision`: 0-255 RGB images in, {output: array} out."""
+    """A registered backbone (pipeline.backbone) with its pooling, run by `engine` at `precision`:
+    0-255 RGB images in, {output: array} out."""
 
-    def __init__(self, weights, input_size, pooling, engine="keras", precision="fp32"):
+    def __init__(self, weights, input_size, pooling, engine="keras", precision="fp32", backbone=backbone.DEFAULT):
         self.weights = weights
         self.input_size = input_size
         self.pooling = pooling
         self.engine = engine
         self.precision = precision
+        self.backbone = backbone
 
     def unloaded(self):
         """A copy holding only the settings: what a worker receives, to load there."""
-        return Extractor(self.weights, self.input_size, self.pooling, self.engine, self.precision)
+        return Extractor(self.weights, self.input_size, self.pooling, self.engine, self.precision, self.backbone)
 
     def load(self):
-        base = backbone.conv_base(self.weights, self.input_size)
+        base = backbone.conv_base(self.weights, self.input_size, self.backbone)
         self.weights_sha256_ = backbone.weights_digest(base)
-        self.run_ = engines.compile(backbone.extractor(base, self.pooling), self.engine, self.precision)
+        self.run_ = engines.compile_for(backbone.extractor(base, self.pooling, self.backbone), self.engine,
+                                        self.precision)
         return self
 
     def __call__(self, images):
-        return self.run_(backbone.preprocess(images))  # engines give float32 arrays
+        return self.run_(backbone.preprocess(images, self.backbone))  # engines give float32 arrays
 
     def provenance(self):
-        """What produced the features (the weights by their digest), stored beside them and checked before reuse."""
+        """What produced the features (the weights by their digest), stored beside them and checked before reuse.
+
+        For VGG16 it is what it was before other backbones came, so its cached features stay valid.
+        """
         return {
-            "backbone": "vgg16",
+            "backbone": self.backbone,
             "weights_sha256": self.weights_sha256_,
             "input_size": self.input_size,
             "pooling": self.pooling,
             **engines.provenance(self.engine, self.precision),  # with the engine's version
-            "preprocessing": backbone.PREPROCESSING,
+            "preprocessing": backbone.get(self.backbone).preprocessing_text,
             "extraction_version": VERSION,
         }
 

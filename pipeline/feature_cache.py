@@ -1,7 +1,7 @@
 """The per-image feature cache: each image's arrays, found by its content, not its name or split.
 
-One folder per backbone configuration (the provenance's digest: weights, input size, pooling,
-engine, precision), one subfolder per view, and in it shards: HDF5 files of a few hundred images
+One folder per backbone configuration (the provenance's digest: the backbone's name, its weights,
+input size, pooling, engine, precision), one subfolder per view, and in it shards: HDF5 files of a few hundred images
 each, written atomically by whoever computed them (this process or a Ray worker). An interrupted
 extraction therefore keeps every finished shard, and a renamed or moved image is found by its
 sha256. The per-split files the heads read are assembled from here.

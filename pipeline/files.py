@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-UMASK = os.umask(0o022)
+UMASK = os.umask(0o022)  # reading the umask means setting it: put it straight back
 os.umask(UMASK)
 
 

@@ -19,12 +19,17 @@ from pipeline.kernel_svm import KernelSVM
 
 
 class DenseHead(ClassifierMixin, BaseEstimator):
-    """Dense -> Dropout -> sigmoid/softmax, early-stopped on a held-out part of its training data."""
+    """Dense -> Dropout -> sigmoid/softmax, early-stopped on a held-out part of its training data.
+
+    `class_weight`: 'balanced' weights each class's rows by n_rows / (n_classes * the class's rows), in
+    training and in the early-stopping loss, so a small class counts as much as a large one; a
+    {label: weight} mapping gives the weights; None (the default) leaves every row at weight 1.
+    """
 
     parallel_folds = False  # it seeds Keras's global random state: CV folds fit one at a time (evaluation.fold_jobs)
 
     def __init__(self, units=256, dropout=0.5, learning_rate=1e-3, epochs=100, batch_size=32,
-                 patience=5, validation_fraction=0.15, random_state=0):
+                 patience=5, validation_fraction=0.15, class_weight=None, random_state=0):
         self.units = units
         self.dropout = dropout
         self.learning_rate = learning_rate
@@ -32,6 +37,7 @@ class DenseHead(ClassifierMixin, BaseEstimator):
         self.batch_size = batch_size
         self.patience = patience
         self.validation_fraction = validation_fraction
+        self.class_weight = class_weight
         self.random_state = random_state
 
     def fit(self, X, y, groups=None):
@@ -54,8 +60,9 @@ class DenseHead(ClassifierMixin, BaseEstimator):
         if n_classes < 2:
             raise ValueError("DenseHead needs two classes or more to learn from; y has one class")
         keras.utils.set_random_seed(self.random_state)
-        fit, stop = networks.split_groups_for_stopping(y_index, groups, self.validation_fraction, self.random_state)
+        fit, stop = networks.set_aside_stopping_rows(y_index, groups, self.validation_fraction, self.random_state)
         self.stopping_groups_ = np.unique(stop if groups is None else groups[stop])
+        weights = networks.class_weights(self.class_weight, self.classes_, y[fit])
         self.model_ = networks.compile_classifier(keras.Sequential([
             keras.Input((X.shape[1],)),
             keras.layers.Dense(self.units, activation="relu"),
@@ -64,7 +71,7 @@ class DenseHead(ClassifierMixin, BaseEstimator):
         ]), n_classes, keras.optimizers.Adam(self.learning_rate))
         self.history_ = networks.train(
             self.model_, (X[fit], y_index[fit]), (X[stop], y_index[stop]),
-            self.epochs, self.patience, self.batch_size,
+            self.epochs, self.patience, self.batch_size, class_weight=weights,
         )
         return self
 

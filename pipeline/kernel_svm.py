@@ -10,6 +10,7 @@ from scipy.special import expit
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.model_selection import StratifiedKFold
 from sklearn.svm import SVC
+from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_consistent_length, check_is_fitted, column_or_1d, validate_data
 
@@ -27,6 +28,11 @@ class KernelSVM(ClassifierMixin, BaseEstimator):
     products one at a time. Calibration folds hold whole groups (`groups` in fit: an image's
     augmented copies and duplicates), so a sigmoid is never fitted on a decision about a twin
     of a row the SVC trained on. Keeps the final SVC's support vectors for prediction.
+
+    `class_weight` ('balanced', {label: weight}, or None) weights the classes in the SVC's fits
+    and in the sigmoids' too: an unweighted sigmoid would move the threshold back to where the
+    class frequencies put it, undoing what the weights did (CalibratedClassifierCV(SVC(class_weight=...))
+    did just that).
     """
 
     def __init__(self, kernel="rbf", C=1.0, gamma="scale", class_weight=None, tol=1e-3,
@@ -51,11 +57,16 @@ class KernelSVM(ClassifierMixin, BaseEstimator):
         if len(self.classes_) < 2:
             raise ValueError("KernelSVM needs two classes or more to learn from; y has one class")
         self.gamma_ = self._gamma(X)
+        # {class index: weight}, as every fit here sees the classes; None: unweighted
+        self.class_weight_ = None if self.class_weight is None else dict(enumerate(
+            compute_class_weight(self.class_weight, classes=self.classes_, y=y)))
         kernel = self._kernel(X, X)
         decisions = self._out_of_fold_decisions(kernel, y_index, groups)
         columns = decisions[:, None] if decisions.ndim == 1 else decisions
         positives = [y_index == 1] if decisions.ndim == 1 else [y_index == k for k in range(len(self.classes_))]
-        self.sigmoids_ = np.array([platt_sigmoid(column, positive) for column, positive in zip(columns.T, positives)])
+        weights = None if self.class_weight_ is None else np.array(list(self.class_weight_.values()))[y_index]
+        self.sigmoids_ = np.array([platt_sigmoid(column, positive, weights)
+                                   for column, positive in zip(columns.T, positives)])
         self.svc_ = self._svc().fit(kernel, y_index)
         self.support_vectors_ = X[self.svc_.support_]
         return self
@@ -82,7 +93,7 @@ class KernelSVM(ClassifierMixin, BaseEstimator):
         return np.exp(-self.gamma_ * np.maximum(squared - 2 * dots, 0))
 
     def _svc(self):
-        return SVC(kernel="precomputed", C=self.C, class_weight=self.class_weight, tol=self.tol)
+        return SVC(kernel="precomputed", C=self.C, class_weight=self.class_weight_, tol=self.tol)
 
     def _out_of_fold_decisions(self, kernel, y, groups):
         """SVC decisions for every row from folds of whole groups that did not train on it."""
@@ -137,16 +148,21 @@ def group_folds(y, groups, folds, seed):
         yield np.flatnonzero(~test), np.flatnonzero(test)
 
 
-def platt_sigmoid(decisions, positive):
-    """(a, b) of Platt's P(positive | decision f) = 1 / (1 + exp(a f + b)), fitted with his smoothed targets."""
-    n_positive = positive.sum()
-    n_negative = len(positive) - n_positive
+def platt_sigmoid(decisions, positive, weights=None):
+    """(a, b) of Platt's P(positive | decision f) = 1 / (1 + exp(a f + b)), fitted with his smoothed targets.
+
+    `weights` (one per row) weight the rows' cross-entropy and the counts in the targets, as scikit-learn's.
+    """
+    weights = np.ones(len(positive)) if weights is None else np.asarray(weights, dtype=np.float64)
+    n_positive = weights[positive].sum()
+    n_negative = weights.sum() - n_positive
     target = np.where(positive, (n_positive + 1) / (n_positive + 2), 1 / (n_negative + 2))
 
     def loss(ab):
         z = ab[0] * decisions + ab[1]
-        gradient = expit(z) - (1 - target)  # of log(1 + e^z) - (1 - target) z, the cross-entropy
-        return np.sum(np.logaddexp(0, z) - (1 - target) * z), np.array([gradient @ decisions, gradient.sum()])
+        gradient = weights * (expit(z) - (1 - target))  # of log(1 + e^z) - (1 - target) z, the cross-entropy
+        return (np.sum(weights * (np.logaddexp(0, z) - (1 - target) * z)),
+                np.array([gradient @ decisions, gradient.sum()]))
 
     start = np.array([0.0, np.log((n_negative + 1) / (n_positive + 1))])
     return minimize(loss, start, jac=True, method="L-BFGS-B").x

@@ -3,7 +3,9 @@ import math
 
 import numpy as np
 from sklearn.model_selection import train_test_split
+from sklearn.utils.class_weight import compute_class_weight
 
+from pipeline import PipelineError, live
 from pipeline.quiet_keras import keras
 
 
@@ -24,19 +26,49 @@ def compile_classifier(model, n_classes, optimizer):
     return model
 
 
-def train(model, data, validation, epochs, patience, batch_size=None, log=False):
+def class_weights(setting, classes, y):
+    """Keras's class_weight ({class index: weight}) for an estimator's `class_weight` setting, or None.
+
+    'balanced': n_samples / (n_classes * count) from the training labels `y` (scikit-learn's
+    compute_class_weight), so that every class weighs as much in the loss; a {label: weight} mapping
+    as scikit-learn's estimators take it; None: unweighted. `classes`: the labels, in class-index order.
+    """
+    if setting is None:
+        return None
+    if not (setting == "balanced" or isinstance(setting, dict)):
+        raise PipelineError(f"class_weight is {setting!r}: use balanced, or leave it out for no weights")
+    return {index: float(weight) for index, weight in
+            enumerate(compute_class_weight(setting, classes=np.asarray(classes), y=np.asarray(y)))}
+
+
+def train(model, data, validation, epochs, patience, batch_size=None, log=False, class_weight=None):
     """Fit with early stopping on validation loss, keeping the best epoch; returns the history.
 
-    `log` prints one line per epoch, for the long trainings (fine-tuning, the scratch CNN).
+    `log` prints one line per epoch, for the long trainings (fine-tuning, the scratch CNN). Inside a
+    pipeline.live.logging_to block the curves also go to DVCLive's files as the epochs end.
+    `class_weight` ({class index: weight}, as class_weights gives) weights the training rows and the
+    validation loss alike, so that early stopping watches the loss being minimised.
     """
-    callbacks = [keras.callbacks.EarlyStopping(patience=patience, restore_best_weights=True)]
+    if class_weight is not None:
+        weights = np.array([class_weight.get(int(label), 1.0) for label in np.asarray(validation[1]).ravel()],
+                           dtype=np.float32)
+        validation = (validation[0], validation[1], weights)
+    stopping = keras.callbacks.EarlyStopping(patience=patience, restore_best_weights=True)
+    callbacks = [stopping]
+    curves = live.start()  # inside a stage's live.logging_to block: DVCLive's files, epoch by epoch
+    if curves is not None:
+        callbacks.append(keras.callbacks.LambdaCallback(
+            on_epoch_end=lambda epoch, logs: curves.epoch_end(logs),
+            # The weights early stopping restores are the best epoch's (or the last, if none was watched).
+            on_train_end=lambda logs: curves.end(stopping.best_epoch if stopping.best_weights is not None
+                                                 else len(curves.epochs) - 1)))
     if log:
         callbacks.append(keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: print(
             f"epoch {epoch + 1}: " + ", ".join(f"{k} {v:.4f}" for k, v in logs.items()), flush=True)))
     inputs = data if isinstance(data, keras.utils.PyDataset) else data[0]
     targets = None if isinstance(data, keras.utils.PyDataset) else data[1]
     history = model.fit(inputs, targets, validation_data=validation, epochs=epochs,
-                        batch_size=batch_size, callbacks=callbacks, verbose=0)
+                        batch_size=batch_size, class_weight=class_weight, callbacks=callbacks, verbose=0)
     return history.history
 
 
@@ -52,7 +84,7 @@ def proba(model, X):
     return out / out.sum(axis=1, keepdims=True)  # float32 softmax sums to 1 +- 1e-7
 
 
-def split_groups_for_stopping(y, groups, fraction, seed):
+def set_aside_stopping_rows(y, groups, fraction, seed):
     """(fit row indices, early-stopping row indices), with whole groups on either side.
 
     `groups` labels each row's image: an image's augmented copies, or duplicate images, share

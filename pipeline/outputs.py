@@ -1,22 +1,17 @@
-"""What every trained row leaves behind: model bundle, metrics, predictions, learning curve, CV probabilities."""
-import joblib
-import pandas as pd
+"""What every trained row leaves behind: its SavedModel, metrics, predictions, CV probabilities.
 
+Keras rows' learning curves are DVCLive's files, written while they train (pipeline.live)."""
 from pipeline import paths
-from pipeline.files import atomic_path, write_csv, write_json
+from pipeline.files import write_csv, write_json
 
 
-def save(name, bundle, metrics, predictions, history=None, out_of_fold=None):
-    with atomic_path(paths.model_file(name)) as tmp:
-        joblib.dump(bundle, tmp)
+def save(name, model, metrics, predictions, out_of_fold=None):
+    """`model` is the row's pipeline.saved_model.SavedModel: the file `predict` loads."""
+    model.save(paths.model_file(name))
     write_csv(paths.predictions_file(name), predictions)
     if out_of_fold is not None:
         write_csv(paths.out_of_fold_file(name), out_of_fold)
     write_json(paths.metrics_file(name), metrics)
-    if history:
-        curve = pd.DataFrame(history)
-        curve.insert(0, "epoch", range(1, len(curve) + 1))
-        write_csv(paths.history_file(name), curve)
 
 
 def summary(name, metrics):

@@ -26,22 +26,18 @@ def heldout_features():
     return split and features_file(split)
 
 
-def model_file(head):
-    return MODELS / f"{head}.joblib"
+def model_file(row):
+    return MODELS / f"{row}.joblib"
 
 
-def metrics_file(head):
-    return RESULTS / head / "metrics.json"
+def metrics_file(row):
+    return RESULTS / row / "metrics.json"
 
 
-def predictions_file(head):
-    return RESULTS / head / "predictions.csv"
+def predictions_file(row):
+    return RESULTS / row / "predictions.csv"
 
 
 def out_of_fold_file(head):
     """Cross-validation's probabilities for every training image (heads only)."""
     return RESULTS / head / "out_of_fold.csv"
-
-
-def history_file(name):
-    return RESULTS / name / "history.csv"

@@ -12,14 +12,31 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
+from sklearn.metrics import balanced_accuracy_score, precision_recall_fscore_support
 
-from pipeline import PipelineError, data, duplicates, features, paths, plots, quality, selection, stats
+from pipeline import (
+    PipelineError,
+    data,
+    duplicates,
+    features,
+    live,
+    paths,
+    plots,
+    quality,
+    selection,
+    setting_checks,
+    stats,
+)
 from pipeline.files import read_table, write_csv, write_json, write_text
+from pipeline.images import load_image
 
 SIGNIFICANCE = 0.05
 GRID_LIMIT = 36  # images shown in a grid: the most confident first
 ATYPICAL_SHOWN = 6
 GROUPS_SHOWN = 40  # rows of thumbnails in the duplicates figure; the text lists every group
+PREVIEW_COPIES = 4  # augmented copies shown per image (drawn as the cache would when it holds none)
+AUGMENT_TRANSFORMS = ("rotation", "width_shift", "height_shift", "shear", "zoom", "horizontal_flip")
 
 
 def load_row(name):
@@ -38,6 +55,8 @@ def summary_row(name, metrics, predictions):
         "split": predictions["split"].iloc[0],
         "images": len(predictions),
         "accuracy": correct.mean(),
+        # the mean of the classes' recalls: where one class is much larger, accuracy hides a neglected small one
+        "balanced_accuracy": balanced_accuracy_score(predictions["actual"], predictions["predicted"]),
         "ci_low": low,
         "ci_high": high,
         "errors": int((~correct).sum()),
@@ -48,6 +67,7 @@ def summary_row(name, metrics, predictions):
         "tta": metrics.get("tta", False),
         "seconds": metrics["fit_seconds"] + metrics.get("cv_seconds", 0),
         "speedup": metrics.get("speedup"),  # fine-tuning's step speed-up from cached block-4 output
+        "input_size": metrics.get("input_size"),  # recorded by rows that read images (the scratch CNN)
     }
 
 
@@ -77,14 +97,16 @@ def markdown_table(table):
         "approach": table["approach"],
         "CV accuracy": [fmt_spread(m, s) for m, s in zip(table["cv_accuracy"], table["cv_std"])],
         "held-out accuracy": table["accuracy"].map("{:.3f}".format),
+        "balanced accuracy": table["balanced_accuracy"].map("{:.3f}".format),
         "95% CI": [f"{lo:.3f}-{hi:.3f}" for lo, hi in zip(table["ci_low"], table["ci_high"])],
         "errors": [f"{e}/{n}" for e, n in zip(table["errors"], table["images"])],
         "vs chosen (McNemar p, Holm)": [fmt_test(p, chosen) for p, chosen in zip(table["mcnemar_p"], table["chosen"])],
         "ROC AUC": table["roc_auc"].map(lambda v: "n/a" if pd.isna(v) else f"{v:.3f}"),
         "held-out TTA": table["tta"].map({True: "yes", False: "no"}),
+        "input px": table["input_size"].map(lambda v: "" if pd.isna(v) else f"{v:.0f}"),
         "train s": table["seconds"].map("{:.0f}".format),
     })
-    return shown.to_markdown(index=False)
+    return shown.to_markdown(index=False, disable_numparse=True)  # "0.980" stays 0.980, an AUC of 0.9996 not "1"
 
 
 def fmt_spread(mean, std):
@@ -159,17 +181,18 @@ def atypical_section(data_dir):
     plots.image_grid([Path(data_dir) / files[i] for i in oddest],
                      [f"{Path(files[i]).parent.name} ({scores[i]:.2f})" for i in oddest], "unlike the rest", path)
     return ["## Training images unlike the rest",
-            f"The {len(oddest)} training images least like their nearest neighbours in VGG16's block-4 "
+            f"The {len(oddest)} training images least like their nearest neighbours in the backbone's intermediate "
             f"features (cleanlab's out-of-distribution score, 0-1; the median image scores "
             f"{np.median(scores):.2f}). Low scores flag placeholders, screenshots and images from "
             f"elsewhere; most sets just have a few unusual photos. Every image's score is in atypical.csv."
             f"\n\n![unlike the rest]({path.name})"]
 
 
-def write(names, heads, data_dir):
+def write(names, heads, data_dir, settings=None):
     """Write reports/ (report.md, summary.csv, chosen.json and figures) for the rows `names`; return the table.
 
-    `heads` are the rows with CV whose probabilities the ensemble row averages.
+    `heads` are the rows with CV whose probabilities the ensemble row averages; `settings`, the
+    params.yaml sections the report shows (and whose `augment` it previews).
     """
     loaded = {name: load_row(name) for name in names}
     splits = split_metadata()
@@ -180,42 +203,53 @@ def write(names, heads, data_dir):
         loaded[selection.ENSEMBLE] = combined
     table = comparison([summary_row(n, *row) for n, row in loaded.items()], {n: p for n, (_, p) in loaded.items()})
     table["extraction_seconds"] = sum(m["seconds"] for m in splits.values())
+    table["input_size"] = table["input_size"].fillna(meta["input_size"])  # rows on features: the backbone's size
     reference = table["row"].iloc[0]
     chosen = reference if table["chosen"].iloc[0] else None
     sections = [
         "# Comparison",
-        f"Data: `{data_dir}`; classes: {', '.join(classes)}. Features: VGG16 ({meta['weights']}, "
+        f"Data: `{data_dir}`; classes: {', '.join(classes)}. Features: {meta['backbone']} ({meta['weights']}, "
         f"sha256 {meta['weights_sha256'][:12]}), input {meta['input_size']} px, {meta['pooling']} pooling, "
         f"{meta['augmented_copies']} augmented copies per training image.",
         choice_text(chosen, loaded, table),
         markdown_table(table),
-        "## Copies of one image in several places",
-        duplicates_section(data_dir),
-        "## Feature extraction",
-        "\n".join(extraction_line(split, m) for split, m in splits.items()),
     ]
-    sections += finetune_speed_section(loaded)
-    sections += [f"## Misclassified by {reference}", misclassified_section(loaded[reference][1], data_dir, reference)]
+    if settings:
+        sections += warnings_section(settings, data_dir, int(meta["input_size"]))
+    sections += chosen_row_section(reference, chosen, loaded[reference][1], classes, data_dir)
     sections += doubted_labels_section(heads, data_dir, classes) + atypical_section(data_dir)
+    sections += ["## Copies of one image in several places", duplicates_section(data_dir)]
+    if settings:
+        sections += augmentation_section(settings["augment"], data_dir, meta["input_size"])
     sections.append("## Learning curves")
     for name in names:
-        if paths.history_file(name).exists():
+        curves = live.read_curves(live.directory(name))  # DVCLive's files, as the Keras rows logged them
+        if curves is not None:
             image = f"curve_{name}.png"
-            plots.learning_curve(pd.read_csv(paths.history_file(name)), name, paths.REPORTS / image)
+            plots.learning_curve(curves, name, paths.REPORTS / image)
             sections.append(f"![{name} learning curve]({image})")
-    sections.append("## Confusion matrices")
-    for name in table["row"]:
-        image = f"confusion_{name}.png"
-        predictions = loaded[name][1]
-        plots.confusion_matrix(predictions, classes, f"{name} ({predictions['split'].iloc[0]})",
-                               paths.REPORTS / image)
-        sections.append(f"![{name}]({image})")
+    others = [confusion_figure(name, loaded[name][1], classes) for name in table["row"] if name != reference]
+    if others:  # one paragraph: side by side where the page is wide enough
+        sections += ["## Confusion matrices of the other rows", "\n".join(others)]
+    sections += ["## Feature extraction", "\n".join(extraction_line(split, m) for split, m in splits.items())]
+    sections += finetune_speed_section(loaded)
     sections += ["## Skipped files", skipped_section()]
+    sections += settings_section(settings) if settings else []
     write_csv(paths.REPORTS / "summary.csv", table)
     write_json(paths.CHOSEN, chosen and {"row": chosen, "models": selection.chosen_models(chosen, loaded[chosen][0]),
                                          "cv_accuracy": loaded[chosen][0]["cv"]["accuracy"]})
     write_text(paths.REPORTS / "report.md", "\n\n".join(sections) + "\n")
     return table
+
+
+def warnings_section(settings, data_dir, input_size):
+    """Settings that look wrong for these images, one line each (pipeline.setting_checks)."""
+    manifest = data.read_manifest(paths.MANIFEST)
+    train = [Path(data_dir) / p for p in manifest.loc[manifest["split"] == "train", "path"]]
+    heldout = paths.heldout_features()
+    lines = setting_checks.warnings(settings, train, input_size, heldout and features.read(heldout),
+                                    labels=manifest.loc[manifest["split"] == "train", "label"])
+    return ["## Warnings", "\n".join(f"- {line}" for line in lines)] if lines else []
 
 
 def choice_text(chosen, loaded, table):
@@ -235,7 +269,8 @@ def choice_text(chosen, loaded, table):
     return (how + f"Held-out: {scored}. CV: k-fold on the training images, augmented copies and copies of an image "
             "always in its fold. 95% CI: exact (Clopper-Pearson). McNemar: exact test of each row's right/wrong "
             f"answers against the {'chosen' if chosen else 'first'} row's on the same images, p Holm-adjusted for "
-            f"the {len(table) - 1} comparisons; 'differs' when p < {SIGNIFICANCE}. " + tta
+            f"the {len(table) - 1} comparisons; 'differs' when p < {SIGNIFICANCE}. Balanced accuracy: held-out, the "
+            "mean of the classes' recalls. " + tta
             + "Train s: CV and final fit.")
 
 
@@ -266,7 +301,7 @@ def duplicates_section(data_dir):
 
 def finetune_speed_section(loaded):
     lines = [f"- {name}: a training step takes {m['full_seconds_per_image'] * 1000:.0f} ms per image through "
-             f"all of VGG16 and {m['cached_seconds_per_image'] * 1000:.0f} ms from cached block-4 output: "
+             f"the whole backbone and {m['cached_seconds_per_image'] * 1000:.0f} ms from cached intermediate output: "
              f"**{m['speedup']:.1f}x faster**; {m['epochs']} epochs in {m['fit_seconds']:.0f} s."
              for name, (m, _) in loaded.items() if "speedup" in m]
     return ["## Fine-tuning speed", "\n".join(lines)] if lines else []
@@ -277,3 +312,86 @@ def skipped_section():
     if skipped.empty:
         return "None: every file was read."
     return "\n".join(f"- `{row.path}`: {row.reason}" for row in skipped.itertuples())
+
+
+def chosen_row_section(reference, chosen, predictions, classes, data_dir):
+    """The chosen (or, with none chosen, the first) row's confusion matrix, per-class scores and mistakes."""
+    return [f"## {reference}: {'the chosen row' if chosen else 'the first row'}",
+            "### Confusion matrix", confusion_figure(reference, predictions, classes),
+            "### Per-class precision and recall", per_class_table(predictions, classes),
+            "### Misclassified images", misclassified_section(predictions, data_dir, reference)]
+
+
+def confusion_figure(name, predictions, classes):
+    image = f"confusion_{name}.png"
+    plots.confusion_matrix(predictions, classes, f"{name} ({predictions['split'].iloc[0]})", paths.REPORTS / image)
+    return f"![{name}]({image})"
+
+
+def per_class_table(predictions, classes):
+    """Precision and recall of each class on the held-out images (n/a: the row never predicted that class)."""
+    precision, recall, _, support = precision_recall_fscore_support(
+        predictions["actual"], predictions["predicted"], labels=classes, zero_division=np.nan)
+    shown = pd.DataFrame({"class": classes, "held-out images": support,
+                          "recall": [fmt_score(v) for v in recall], "precision": [fmt_score(v) for v in precision]})
+    return ("Recall: the share of a class's images that the row puts in it; precision: the share of the images it "
+            "puts in a class that belong there.\n\n"
+            + shown.to_markdown(index=False, disable_numparse=True, colalign=("left", "right", "right", "right")))
+
+
+def fmt_score(value):
+    return "n/a" if np.isnan(value) else f"{value:.3f}"
+
+
+def augmentation_section(settings, data_dir, input_size):
+    """A few training images beside their augmented copies as VGG16 sees them, so a bad setting shows at a glance."""
+    heading = "## Augmented copies"
+    if not any(settings[name] for name in AUGMENT_TRANSFORMS):
+        return [heading, "None: every transform in `augment` is off, so a copy would be the image itself."]
+    from pipeline import augment  # loads TensorFlow (the copies are Keras's affine transform): only when needed
+
+    cached = settings["copies"]
+    count = min(cached, PREVIEW_COPIES) or PREVIEW_COPIES
+    manifest = data.read_manifest(paths.MANIFEST)
+    train = manifest[manifest["split"] == "train"]
+    # One image of each class in turn; one copy each leaves room for more images.
+    shown = train.assign(rank=train.groupby("label").cumcount()).sort_values(["rank", "label"], kind="stable")
+    shown = shown.head(8 if count == 1 else 6)
+    copies = augment.Copies(settings, count, settings["seed"])
+    images = np.stack([load_image(Path(data_dir) / p, input_size) for p in shown["path"]])
+    made = copies(images, list(shown["sha256"]))
+    preview = []
+    for image, row, image_copies in zip(images, shown.itertuples(), made):
+        turns = copies.draws(row.sha256)[:, augment.GEOMETRIC.index("rotation")]
+        captions = [(f"{round(turn * 360):+d}°" if settings["rotation"] else f"copy {i + 1}")
+                    + (", mirror" if copies.flip and i % 2 == 0 else "") for i, turn in enumerate(turns)]
+        preview.append((image, f"{row.label}: {Path(row.path).name}"[:24], list(zip(image_copies, captions))))
+    path = paths.REPORTS / "augmentation.png"
+    plots.augmentation_preview(preview, "training images (bold) and their augmented copies", path)
+    which = (f"their first {count} of {cached} augmented copies in the feature cache" if cached > count
+             else f"their {cached} augmented {'copy' if cached == 1 else 'copies'} in the feature cache" if cached
+             else f"{count} copies drawn as the feature cache would draw them (`augment.copies` is 0: it holds none)")
+    return [heading,
+            f"{len(shown)} training images (bold), {input_size} px as the network sees them, beside {which}; a scratch "
+            f"CNN draws new ones from the same settings every epoch. "
+            + ("Each copy's caption gives its rotation. " if settings["rotation"] else "")
+            + f"Settings: {augmentation_settings(settings)}. A copy that no longer looks like its class (a digit on "
+            f"its side, a photo upside down) teaches the models something false: lower that setting in params.yaml."
+            f"\n\n![augmented copies]({path.name})"]
+
+
+def augmentation_settings(settings):
+    """`augment` in words, e.g. "rotation up to ±18°, zoom up to ±10%"."""
+    words = {"rotation": f"rotation up to ±{settings['rotation'] * 360:.0f}°",
+             "width_shift": f"horizontal shift up to ±{settings['width_shift']:.0%}",
+             "height_shift": f"vertical shift up to ±{settings['height_shift']:.0%}",
+             "shear": f"shear up to ±{settings['shear']:g}", "zoom": f"zoom up to ±{settings['zoom']:.0%}",
+             "horizontal_flip": "every other copy mirrored"}
+    return ", ".join(text for name, text in words.items() if settings[name])
+
+
+def settings_section(settings):
+    """The params.yaml values the report was made from, as they are written there."""
+    return ["## Settings",
+            "The params.yaml values this report was made from (`dvc params diff` compares them with another "
+            "run's):\n\n```yaml\n" + yaml.safe_dump(settings, sort_keys=False).rstrip() + "\n```"]

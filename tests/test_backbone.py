@@ -1,4 +1,8 @@
+import subprocess
+import sys
+
 import keras
+import numpy as np
 import pytest
 
 from pipeline import PipelineError, backbone
@@ -35,7 +39,7 @@ def test_a_failed_download_says_how_to_work_offline(monkeypatch):
 def test_a_file_that_is_not_vgg16_weights_is_refused(tmp_path):
     wrong = tmp_path / "other.weights.h5"
     keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]).save_weights(wrong)
-    with pytest.raises(PipelineError, match="could not load VGG16 conv-base weights"):
+    with pytest.raises(PipelineError, match="could not load vgg16 conv-base weights"):
         backbone.build(str(wrong), 32, "avg")
 
 
@@ -56,3 +60,55 @@ def test_the_weights_digest_follows_the_values(random_weights):
     assert backbone.weights_digest(model) == backbone.weights_digest(same)
     model.layers[1].kernel.assign(model.layers[1].kernel * 2)
     assert backbone.weights_digest(model) != backbone.weights_digest(same)
+
+
+def test_an_unknown_backbone_name_lists_the_registered_ones():
+    with pytest.raises(PipelineError, match=r"backbone\.name is 'resnet'; use one of vgg16, resnet50v2, "):
+        backbone.get("resnet")
+
+
+@pytest.mark.parametrize("entry", backbone.BACKBONES.values(), ids=list(backbone.BACKBONES))
+def test_every_entry_names_a_keras_application_and_preprocesses_a_copy(entry):
+    assert callable(getattr(keras.applications, entry.constructor))
+    images = np.random.default_rng(0).uniform(0, 255, (2, 8, 8, 3)).astype(np.float32)
+    kept = images.copy()
+    out = backbone.preprocess(images, entry.name)
+    np.testing.assert_array_equal(images, kept)  # the caller's array is left as it was
+    assert out.dtype == np.float32 and out.shape == images.shape and np.isfinite(out).all()
+
+
+def test_each_backbone_has_its_own_offline_setting(monkeypatch, tmp_path):
+    local = tmp_path / "resnet50v2_notop.h5"
+    local.touch()
+    monkeypatch.setenv("RESNET50V2_IMAGENET_WEIGHTS", str(local))
+    monkeypatch.delenv(backbone.WEIGHTS_ENV, raising=False)
+    assert backbone.weights_source("imagenet", "resnet50v2") == str(local)
+    assert backbone.weights_source("imagenet", "vgg16") == "imagenet"  # VGG16's setting is its own
+
+
+def test_random_weights_are_drawn_from_a_fixed_seed_whatever_was_drawn_before():
+    """weights: random, so the features stage, fine-tuning and predict, each its own process, agree on them."""
+    assert backbone.weights_source("random") == "random"
+    first = backbone.weights_digest(backbone.conv_base("random", 32))
+    keras.utils.set_random_seed(123)
+    keras.random.normal((3,))
+    assert backbone.weights_digest(backbone.conv_base("random", 48)) == first
+
+
+def test_importing_the_registry_loads_no_tensorflow():
+    loaded = subprocess.run([sys.executable, "-c", "import sys, pipeline.backbone; print('tensorflow' in sys.modules)"],
+                            capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "False"
+
+
+def test_another_backbone_loads_a_local_weights_file(tmp_path):
+    """backbone.weights: a path works for every backbone; here EfficientNetV2-B0, the smallest file."""
+    model = backbone.conv_base("random", 32, "efficientnetv2b0")
+    model.get_layer("top_conv").kernel.assign(model.get_layer("top_conv").kernel + 1.0)  # not the seed's weights
+    path = tmp_path / "efficientnetv2b0.weights.h5"
+    model.save_weights(path)
+    loaded = backbone.conv_base(str(path), 64, "efficientnetv2b0")
+    assert backbone.weights_digest(loaded) == backbone.weights_digest(model)
+    np.testing.assert_array_equal(loaded.get_layer("top_conv").kernel, model.get_layer("top_conv").kernel)
+    with pytest.raises(PipelineError, match="could not load vgg16 conv-base weights from .*efficientnetv2b0"):
+        backbone.conv_base(str(path), 32, "vgg16")

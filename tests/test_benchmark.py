@@ -1,31 +1,9 @@
-from pathlib import Path
-
 import pandas as pd
 import pytest
-import yaml
 
-from pipeline import PipelineError
-from pipeline.benchmark import PROJECT, detail_table, load_config, summary_line, workspace_params
-from pipeline.config import SCHEMA, check
-
-
-def test_a_datasets_settings_override_the_projects_and_unchosen_approaches_are_dropped(tmp_path):
-    base = yaml.safe_load((PROJECT / "params.yaml").read_text())
-    overrides = {"backbone": {"input_size": 150}, "heads": {"only": {"type": "logreg"}}}
-    params = workspace_params(base, overrides, tmp_path, approaches=["heads", "scratch"])
-    assert params["backbone"]["input_size"] == 150 and params["backbone"]["pooling"] == base["backbone"]["pooling"]
-    assert params["heads"] == {"only": {"type": "logreg"}}
-    assert params["finetune"] == {} and params["scratch"] == base["scratch"]
-    assert Path(params["data"]["dir"]).is_absolute()
-    assert base["heads"] != params["heads"]  # the project's params are not modified
-    check(params, SCHEMA, prefix="")
-
-
-def test_every_shipped_benchmark_configuration_is_valid(tmp_path):
-    base = yaml.safe_load((PROJECT / "params.yaml").read_text())
-    config = load_config(PROJECT / "benchmarks/datasets.yaml")
-    for entry in config.values():
-        check(workspace_params(base, entry["params"], tmp_path, ["heads", "finetune", "scratch"]), SCHEMA, "")
+from pipeline import PipelineError, benchmark, workspace
+from pipeline.benchmark import defaults_against_tuned, detail_table, load_config, summary_line
+from pipeline.workspace import PROJECT
 
 
 def test_a_target_that_is_not_a_number_is_refused_before_anything_runs(tmp_path):
@@ -56,3 +34,39 @@ def test_the_headline_is_the_chosen_row_not_the_best_held_out_one():
     line = summary_line("cats", rows, {"target": 0.96})
     assert line["chosen row"] == "chosen_by_cv" and line["held-out accuracy"] == "0.950" and line["met"] == "no"
     assert line["best held-out (not chosen by it)"] == "0.970"
+
+
+def test_the_defaults_pass_where_their_chosen_rows_cv_is_within_one_point_of_the_tuned_ones():
+    summaries = pd.DataFrame({
+        "settings": ["tuned", "defaults", "tuned", "defaults"], "dataset": ["a", "a", "b", "b"],
+        "chosen row": ["logreg_l2", "rbf_svm", "dense_l2", "dense_l2"],
+        "CV accuracy": ["0.980 ± 0.010", "0.975 ± 0.012", "0.950 ± 0.030", "0.930 ± 0.020"],
+        "held-out accuracy": ["0.97", "0.98", "0.92", "0.91"],
+    })
+    table = defaults_against_tuned(summaries).set_index("dataset")
+    assert table.loc["a", "defaults within 1 point"] == "yes" and table.loc["a", "CV gap, points"] == "+0.5"
+    assert table.loc["b", "defaults within 1 point"] == "no" and table.loc["b", "CV gap, points"] == "+2.0"
+    assert table.loc["a", "defaults: chosen row"] == "rbf_svm" and table.loc["a", "tuned: held-out accuracy"] == "0.97"
+    one_setting = pd.concat([summaries, summaries.iloc[:1].assign(dataset="c")])
+    assert list(defaults_against_tuned(one_setting)["dataset"]) == ["a", "b"]  # c ran only the tuned settings
+
+
+def test_every_shipped_benchmark_configuration_is_valid(tmp_path):
+    for entry in load_config(PROJECT / "benchmarks/datasets.yaml").values():
+        workspace.merged_params(entry["params"], tmp_path)  # checks the result as params.yaml is checked
+
+
+def test_a_setting_changed_on_the_command_line_gets_a_workspace_of_its_own(tmp_path, monkeypatch):
+    prepared = {}
+    monkeypatch.setattr(benchmark.workspace, "prepare", lambda folder, params, shared_cache: prepared.update(
+        folder=folder, params=params))
+    monkeypatch.setattr(benchmark.workspace, "repro", lambda folder, log: None)
+    monkeypatch.setattr(benchmark.pd, "read_csv", lambda path: pd.DataFrame({"row": ["a"]}))
+    entry = {"params": {"backbone": {"pooling": "avg"}}}
+    benchmark.run_dataset(tmp_path / "ants", entry, "tuned", ["heads"], tmp_path, ["backbone.input_size=224"])
+    assert prepared["folder"] == tmp_path / "ants.backbone.input_size=224"
+    assert prepared["params"]["backbone"]["input_size"] == 224 and prepared["params"]["backbone"]["pooling"] == "avg"
+    assert entry == {"params": {"backbone": {"pooling": "avg"}}}  # the dataset's entry is left as it was
+    benchmark.run_dataset(tmp_path / "ants", entry, "defaults", ["heads"], tmp_path, ["augment.copies=3"])
+    assert prepared["folder"] == tmp_path / "ants.defaults.augment.copies=3"
+    assert prepared["params"]["augment"]["copies"] == 3 and prepared["params"]["backbone"]["pooling"] == "flatten"

@@ -1,10 +1,13 @@
+from pathlib import Path
+
 import pytest
 import yaml
 
 from pipeline import PipelineError
 from pipeline.config import load_params, stage_params
 
-VALID = yaml.safe_load(open("params.yaml"))
+PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
+VALID = yaml.safe_load(PARAMS.read_text())
 
 
 def write(tmp_path, params):
@@ -20,7 +23,13 @@ def with_change(section, key, value):
 
 
 def test_the_shipped_params_load():
-    assert load_params("params.yaml")["backbone"]["pooling"] == "flatten"
+    assert load_params(PARAMS)["backbone"]["pooling"] == "flatten"
+
+
+def test_no_params_yaml_says_where_to_run_from(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(PipelineError, match=r"^params\.yaml not found: run from the project folder, where params"):
+        stage_params(("data.dir",))
 
 
 def test_a_typo_names_the_key_and_suggests_the_right_one(tmp_path):
@@ -31,7 +40,8 @@ def test_a_typo_names_the_key_and_suggests_the_right_one(tmp_path):
 
 
 @pytest.mark.parametrize("section, key, value, message", [
-    ("backbone", "input_size", "big", r"backbone\.input_size should be a whole number"),
+    ("backbone", "input_size", "big", r"backbone\.input_size should be a whole number of pixels, or auto, got 'big'"),
+    ("backbone", "input_size", True, r"backbone\.input_size should be a whole number of pixels, or auto"),
     ("evaluate", "folds", 2.5, r"evaluate\.folds should be a whole number"),
     ("backbone", "pooling", "mean", r"backbone\.pooling is 'mean'; use one of flatten, avg, max"),
     ("augment", "seed", -1, r"augment\.seed is -1; seeds are whole numbers from 0 up"),
@@ -41,6 +51,11 @@ def test_a_typo_names_the_key_and_suggests_the_right_one(tmp_path):
 def test_wrong_values_are_named(tmp_path, section, key, value, message):
     with pytest.raises(PipelineError, match=message):
         load_params(write(tmp_path, with_change(section, key, value)))
+
+
+@pytest.mark.parametrize("size", ["auto", 96])
+def test_the_input_size_is_pixels_or_auto(tmp_path, size):
+    assert load_params(write(tmp_path, with_change("backbone", "input_size", size)))["backbone"]["input_size"] == size
 
 
 def test_a_missing_key_is_named(tmp_path):

@@ -76,8 +76,8 @@ def test_the_reported_split_is_test_else_validation_and_early_stopping_uses_the_
     assert data.heldout_split(iter(["train", "validation"])) == "validation"  # a one-pass iterator
     assert data.heldout_split(["train", "validation", "test"]) == "test"
     assert data.heldout_split(["train"]) is None
-    assert data.stopping_split(iter(["train", "validation", "test"])) == "validation"
-    assert data.stopping_split(["train", "validation"]) is None
+    assert data.separate_validation_split(iter(["train", "validation", "test"])) == "validation"
+    assert data.separate_validation_split(["train", "validation"]) is None
 
 
 @pytest.mark.parametrize("label", ["NA", "None", "null", "nan", "NaN", "<NA>", "#NA", "1.0", " "])

@@ -43,8 +43,8 @@ def pipeline_imports(source):
 
 
 def files_imported(module):
-    """Every pipeline source file that running `module` imports, followed to the end."""
-    seen, todo = set(), [module]
+    """Every pipeline source file that running `module` imports, followed to the end (its packages' too)."""
+    seen, todo = set(), [".".join(module.split(".")[:depth]) for depth in range(1, module.count(".") + 2)]
     while todo:
         source = module_file(todo.pop())
         if source is None or source in seen:

@@ -88,7 +88,7 @@ def batch():
 
 @pytest.fixture(scope="module")
 def keras_fp32(extractor, batch):
-    return engines.compile(extractor, "keras", "fp32")(batch)
+    return engines.compile_for(extractor, "keras", "fp32")(batch)
 
 
 def cosines(a, b):
@@ -103,9 +103,9 @@ def test_each_engine_gives_keras_fp32_features_for_any_batch_size(engine, precis
         engines.resolve(engine, precision)
     except PipelineError as cannot_run_here:
         pytest.skip(str(cannot_run_here))
-    run = engines.compile(extractor, engine, precision)
+    run = engines.compile_for(extractor, engine, precision)
     if (engine, precision) != ("keras", "fp32"):
-        assert engines.compile(extractor, engine, precision) is run  # converted once
+        assert engines.compile_for(extractor, engine, precision) is run  # converted once
     outputs, first_alone = run(batch), run(batch[:1])
     assert set(outputs) == set(first_alone) == {"features", backbone.BLOCK4}
     for name, expected in keras_fp32.items():
@@ -121,3 +121,45 @@ def test_each_engine_gives_keras_fp32_features_for_any_batch_size(engine, precis
             assert cosines(got, expected).min() > 0.999
             assert np.abs(got - expected).max() < 0.02 * scale
             assert cosines(first_alone[name], got[:1]).min() > 0.9999
+
+
+def small_model(*layers):
+    from pipeline.quiet_keras import keras
+
+    images = keras.Input((8, 8, 3))
+    x = images
+    for layer in layers:
+        x = layer(x)
+    return keras.Model(images, {"features": keras.layers.GlobalAveragePooling2D()(x), "maps": x}, name="small")
+
+
+def test_onnx_runtime_runs_a_model_that_holds_constants_outside_its_weights():
+    """As EfficientNetV2's Normalization layer does: they are frozen into the graph, not left as missing inputs."""
+    from pipeline.quiet_keras import keras
+
+    try:
+        engines.resolve("onnxruntime", "fp32")
+    except PipelineError as cannot_run_here:
+        pytest.skip(str(cannot_run_here))
+    keras.utils.set_random_seed(0)
+    model = small_model(keras.layers.Normalization(mean=[120.0, 110.0, 100.0], variance=[3600.0, 3000.0, 2500.0]),
+                        keras.layers.Conv2D(4, 3, activation="relu"))
+    batch = np.random.default_rng(0).uniform(0, 255, (3, 8, 8, 3)).astype(np.float32)
+    expected = engines.compile_for(model, "keras", "fp32")(batch)
+    got = engines.compile_for(model, "onnxruntime", "fp32")(batch)
+    for name in ("features", "maps"):
+        np.testing.assert_allclose(got[name], expected[name], rtol=1e-5, atol=1e-5)
+
+
+def test_onnx_runtime_refuses_a_model_it_cannot_convert_with_one_line_saying_what_to_use():
+    """Keras compiles grouped convolutions (ConvNeXt's) with XLA on a CPU, which tf2onnx cannot convert."""
+    from pipeline.quiet_keras import keras
+
+    try:
+        engines.resolve("onnxruntime", "fp32")
+    except PipelineError as cannot_run_here:
+        pytest.skip(str(cannot_run_here))
+    model = small_model(keras.layers.Conv2D(6, 3, groups=3))
+    message = one_line_error(engines.compile_for, model, "onnxruntime", "fp32")
+    assert message.startswith("ONNX Runtime cannot run small (")
+    assert message.endswith("set backbone.engine: keras or openvino")

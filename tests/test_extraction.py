@@ -32,6 +32,15 @@ def test_provenance_names_what_decides_the_numbers(extractor, random_weights):
     assert meta["preprocessing"].startswith("keras.applications.vgg16.preprocess_input")
 
 
+def test_vgg16_provenance_is_what_it_was_before_the_registry(extractor):
+    """Its keys and texts decide the per-image cache's folder: unchanged, VGG16 features cached before stay valid."""
+    meta = extractor.provenance()
+    assert list(meta) == ["backbone", "weights_sha256", "input_size", "pooling", "engine", "precision",
+                          "engine_version", "preprocessing", "extraction_version"]
+    assert meta["backbone"] == "vgg16" and meta["extraction_version"] == 1
+    assert meta["preprocessing"] == "keras.applications.vgg16.preprocess_input (RGB to BGR, ImageNet mean subtracted)"
+
+
 def test_batches_stream_and_give_the_numbers_of_one_pass(tmp_path, extractor):
     files = sorted(make_tree(tmp_path / "images", per_class=5).rglob("*.png"))
     streamed = list(extraction.batches(extractor, extraction.IMAGE, files, list(range(10)), batch_size=4))

@@ -31,6 +31,15 @@ def test_other_provenance_is_another_cache(tmp_path):
     assert FeatureCache(tmp_path, dict(reversed(PROVENANCE.items()))).missing("image", ["1"]) == []
 
 
+def test_each_backbone_has_its_own_cache(tmp_path):
+    """The provenance names the backbone: another network's arrays are never served for the same image."""
+    vgg16 = FeatureCache(tmp_path, {**PROVENANCE, "backbone": "vgg16"})
+    vgg16.add("image", ["1"], arrays(["1"]))
+    resnet = FeatureCache(tmp_path, {**PROVENANCE, "backbone": "resnet50v2"})
+    assert resnet.dir != vgg16.dir and resnet.missing("image", ["1"]) == ["1"]
+    assert vgg16.missing("image", ["1"]) == []
+
+
 def test_rows_join_the_views_under_their_suffixes(tmp_path):
     cache = FeatureCache(tmp_path, PROVENANCE)
     cache.add("image", ["1", "2"], arrays(["1", "2"]))

@@ -8,6 +8,7 @@ from pipeline import PipelineError, backbone, duplicates, finetune, networks, pa
 from pipeline.features import Features
 from pipeline.files import write_csv
 from pipeline.heads import make_head
+from pipeline.stages import finetune as finetune_stage
 from pipeline.stages.finetune import stopping_data
 
 SIZE = 32
@@ -86,3 +87,23 @@ def test_without_a_validation_split_it_stops_on_the_images_the_dense_head_held_b
     fit, (stop_X, stop_y) = stopping_data(train, dense)
     assert fit.tolist() == [True, False, True, True, False, True]
     assert stop_X.ravel().tolist() == [1.0, 4.0] and stop_y.tolist() == [1, 0]
+
+
+def test_balanced_class_weight_weights_fine_tuning_by_its_training_images(setup, random_weights, monkeypatch):
+    assert "class_weight" in set(finetune.FineTuner().get_params()) - set(finetune_stage.FIXED)  # a params.yaml setting
+    images, block4, _, y, head = setup
+    seen = {}
+    real_train = networks.train
+
+    def recording_train(*args, class_weight=None, **kwargs):
+        seen["class_weight"] = class_weight
+        return real_train(*args, class_weight=class_weight, **kwargs)
+
+    monkeypatch.setattr(networks, "train", recording_train)
+    rows = np.r_[np.flatnonzero(y == 0), np.flatnonzero(y == 1)[:2]]  # 8 of class 0, 2 of class 1
+    tuner = finetune.FineTuner(head, str(random_weights), SIZE, "flatten", epochs=1, batch_size=4,
+                               class_weight="balanced")
+    tuner.fit(block4[rows, None], y[rows], validation=(block4, y))
+    assert seen["class_weight"] == pytest.approx({0: 10 / 16, 1: 10 / 4})
+    with pytest.raises(PipelineError, match="class_weight is 'yes'"):
+        tuned(setup, random_weights, class_weight="yes")

@@ -90,3 +90,31 @@ def test_kernel_svm_settings_and_their_errors():
     for bad, message in [({"kernel": "poly"}, "kernel must be 'linear' or 'rbf'"), ({"gamma": -1.0}, "gamma must be")]:
         with pytest.raises(ValueError, match=message):
             KernelSVM(**bad).fit(X, y)
+
+
+def test_weighted_platt_sigmoid_is_scikit_learns_with_sample_weights():
+    rng = np.random.default_rng(1)
+    positive = rng.random(200) < 0.2
+    decisions = np.where(positive, 1.0, -1.0) + rng.normal(size=200)
+    weights = np.where(positive, 2.5, 0.625)  # 'balanced' for 20% positives
+    np.testing.assert_allclose(platt_sigmoid(decisions, positive, weights),
+                               _sigmoid_calibration(decisions, positive, sample_weight=weights), rtol=1e-4)
+
+
+def test_balanced_class_weight_weights_the_svc_and_its_sigmoids_so_the_small_class_is_found():
+    """Digits 0 and 1 with 1 in 8 training images a 1, label noise making them overlap: calibration on the
+    unweighted frequencies would move the threshold back towards the large class."""
+    X_train, X_test, y_train, y_test = digits(2)
+    rng = np.random.default_rng(0)
+    keep = (y_train == 0) | (rng.random(len(y_train)) < 0.15)
+    X_train, y_train = X_train[keep], y_train[keep]
+    noisy = np.where(rng.random(len(y_train)) < 0.15, 1 - y_train, y_train)
+    unweighted = KernelSVM(kernel="linear").fit(X_train, noisy)
+    balanced = KernelSVM(kernel="linear", class_weight="balanced").fit(X_train, noisy)
+    counts = np.bincount(noisy)
+    assert balanced.class_weight_ == pytest.approx({0: len(noisy) / (2 * counts[0]), 1: len(noisy) / (2 * counts[1])})
+    assert unweighted.class_weight_ is None
+    assert balanced.svc_.class_weight_.tolist() == pytest.approx(list(balanced.class_weight_.values()))
+    recall = {name: (model.predict(X_test[y_test == 1]) == 1).mean()
+              for name, model in [("unweighted", unweighted), ("balanced", balanced)]}
+    assert recall["balanced"] > recall["unweighted"] + 0.1, recall

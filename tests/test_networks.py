@@ -1,7 +1,20 @@
+import json
+
 import keras
 import numpy as np
+import pandas as pd
+import pytest
 
-from pipeline.networks import compile_classifier, output_layer, split_groups_for_stopping
+from pipeline import PipelineError, live
+from pipeline.networks import (
+    RandomViews,
+    class_weights,
+    compile_classifier,
+    output_layer,
+    proba,
+    set_aside_stopping_rows,
+    train,
+)
 
 
 def image_rows(labels, copies):
@@ -11,7 +24,7 @@ def image_rows(labels, copies):
 
 def test_whole_groups_go_to_one_side_stratified_by_class():
     y, groups = image_rows(np.repeat([0, 1, 2], [20, 20, 10]), copies=3)
-    fit, stop = split_groups_for_stopping(y, groups, 0.2, seed=0)
+    fit, stop = set_aside_stopping_rows(y, groups, 0.2, seed=0)
     assert set(groups[fit]).isdisjoint(groups[stop])
     np.testing.assert_array_equal(np.sort(np.concatenate([fit, stop])), np.arange(len(y)))
     stopped_images = np.unique(groups[stop])
@@ -23,7 +36,7 @@ def test_whole_groups_go_to_one_side_stratified_by_class():
 def test_rows_split_without_groups_puts_twins_on_both_sides():
     """Why groups exist: a row split of three copies per image watches twins of what it trains on."""
     y, groups = image_rows(np.repeat([0, 1], 20), copies=3)
-    fit, stop = split_groups_for_stopping(y, None, 0.15, seed=0)
+    fit, stop = set_aside_stopping_rows(y, None, 0.15, seed=0)
     assert len(stop) == 18 and np.bincount(y[stop]).tolist() == [9, 9]  # each row its own group
     assert set(groups[fit]) & set(groups[stop])
 
@@ -31,7 +44,7 @@ def test_rows_split_without_groups_puts_twins_on_both_sides():
 def test_group_labels_may_be_any_values_and_the_split_follows_the_seed():
     y = np.array([0, 0, 0, 0, 1, 1, 1, 1] * 5)
     groups = np.array([f"image{n // 2}" for n in range(len(y))])  # pairs of duplicates
-    splits = [split_groups_for_stopping(y, groups, 0.25, seed) for seed in (0, 0, 1)]
+    splits = [set_aside_stopping_rows(y, groups, 0.25, seed) for seed in (0, 0, 1)]
     np.testing.assert_array_equal(splits[0][1], splits[1][1])
     assert not np.array_equal(splits[0][1], splits[2][1])
     assert set(groups[splits[2][0]]).isdisjoint(groups[splits[2][1]])
@@ -40,7 +53,7 @@ def test_group_labels_may_be_any_values_and_the_split_follows_the_seed():
 def test_too_few_groups_to_stratify_still_split():
     # Five images: 15% is one image, too few to hold one of each class.
     y, groups = image_rows(np.array([0, 0, 0, 1, 1]), copies=2)
-    fit, stop = split_groups_for_stopping(y, groups, 0.15, seed=0)
+    fit, stop = set_aside_stopping_rows(y, groups, 0.15, seed=0)
     assert len(stop) == 2 and len(np.unique(groups[stop])) == 1
     assert set(groups[fit]).isdisjoint(groups[stop])
 
@@ -49,7 +62,7 @@ def test_a_duplicate_filed_under_two_classes_is_kept_whole():
     y = np.array([0, 1, 0, 0, 0, 1, 1, 1, 0, 1])
     groups = np.array([0, 0, 1, 2, 3, 4, 5, 6, 7, 8])  # rows 0 and 1: one image, two labels
     for seed in range(5):
-        fit, stop = split_groups_for_stopping(y, groups, 0.3, seed)
+        fit, stop = set_aside_stopping_rows(y, groups, 0.3, seed)
         assert {0, 1} <= set(fit) or {0, 1} <= set(stop)
 
 
@@ -59,3 +72,116 @@ def test_the_loss_matches_the_output_layer():
         assert compile_classifier(model, n_classes, keras.optimizers.Adam()) is model
         assert model.loss == loss
         assert model.output_shape == (None, 1 if n_classes == 2 else n_classes)
+
+
+def test_probabilities_of_one_sigmoid_unit_come_as_two_columns_in_any_batch_count():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), output_layer(2)])
+    X = np.random.default_rng(0).normal(size=(70, 3))  # three batches of 32, the last one short
+    p = proba(model, X)
+    assert p.shape == (70, 2) and p.dtype == np.float64
+    np.testing.assert_allclose(p[:, 1], model.predict(X, verbose=0)[:, 0], rtol=1e-5)
+    np.testing.assert_allclose(p.sum(axis=1), 1, rtol=0, atol=1e-12)
+
+
+def test_training_stops_early_and_keeps_the_best_epoch(capsys):
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(64, 4)), rng.integers(0, 2, 64)  # labels unrelated to X: validation loss soon rises
+    model = compile_classifier(keras.Sequential([keras.Input((4,)), keras.layers.Dense(64, activation="relu"),
+                                                 output_layer(2)]), 2, keras.optimizers.Adam(0.05))
+    history = train(model, (X, y), (X[:16], 1 - y[:16]), epochs=200, patience=3, batch_size=16, log=True)
+    epochs = len(history["val_loss"])
+    assert epochs < 200
+    best = int(np.argmin(history["val_loss"]))
+    assert epochs - 1 - best == 3  # stopped `patience` epochs after the best
+    assert model.evaluate(X[:16], 1 - y[:16], verbose=0)[0] == pytest.approx(history["val_loss"][best], rel=1e-4)
+    assert capsys.readouterr().out.count("\nepoch ") == epochs - 1  # one line per epoch
+
+
+def test_random_views_give_every_image_once_per_epoch_as_one_of_its_views():
+    views = np.arange(10 * 3).reshape(10, 3, 1).astype(np.float32)  # image i's view v is 3 i + v
+    y = np.arange(10)
+    dataset = RandomViews(views, y, batch_size=4, seed=0)
+    assert len(dataset) == 3
+    picks = []
+    for _ in range(4):
+        batches = [dataset[i] for i in range(len(dataset))]
+        X, labels = np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches])
+        assert sorted(labels) == list(range(10))
+        np.testing.assert_array_equal(X[:, 0] // 3, labels)  # each row is a view of its own image
+        picks.append(X[:, 0] % 3)
+        dataset.on_epoch_end()
+    assert len(np.unique(np.concatenate(picks))) == 3  # every view gets used
+
+
+def test_balanced_class_weights_are_n_over_classes_times_count_by_class_index():
+    assert class_weights("balanced", ["cat", "dog"], ["dog"] * 6 + ["cat"] * 2) == {0: 2.0, 1: 8 / 12}
+    assert class_weights({"cat": 3.0, "dog": 1.0}, ["cat", "dog"], ["dog", "cat"]) == {0: 3.0, 1: 1.0}
+    assert class_weights(None, [0, 1], [0, 1, 1]) is None
+    with pytest.raises(PipelineError, match="class_weight is 'equal': use balanced"):
+        class_weights("equal", [0, 1], [0, 1])
+
+
+def test_class_weights_weight_training_batches_of_random_views_and_the_stopping_loss():
+    """Fine-tuning's PyDataset takes them too; early stopping watches the same weighted loss it minimises."""
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    y = np.array([0] * 24 + [1] * 8)
+    views = (rng.normal(size=(32, 2, 4)) + y[:, None, None]).astype(np.float32)
+    weights = class_weights("balanced", [0, 1], y)
+    model = compile_classifier(keras.Sequential([keras.Input((4,)), output_layer(2)]), 2, keras.optimizers.Adam(0.05))
+    stop_X, stop_y = views[:, 0], y
+    history = train(model, RandomViews(views, y, 8, seed=0), (stop_X, stop_y), epochs=3, patience=5,
+                    class_weight=weights)
+    sample_weight = np.where(stop_y == 1, weights[1], weights[0])
+    weighted = model.evaluate(stop_X, stop_y, sample_weight=sample_weight, verbose=0)[0]
+    assert min(history["val_loss"]) == pytest.approx(weighted, rel=1e-4)  # the best epoch's weights are kept
+    assert weighted != pytest.approx(model.evaluate(stop_X, stop_y, verbose=0)[0], rel=1e-2)
+
+
+def noisy_fit(patience=2, epochs=50):
+    """A model, data and stopping data on which validation loss soon rises: training stops early."""
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(64, 4)), rng.integers(0, 2, 64)
+    model = compile_classifier(keras.Sequential([keras.Input((4,)), keras.layers.Dense(64, activation="relu"),
+                                                 output_layer(2)]), 2, keras.optimizers.Adam(0.05))
+    return lambda: train(model, (X, y), (X[:16], 1 - y[:16]), epochs=epochs, patience=patience, batch_size=16)
+
+
+def test_training_in_a_logging_block_writes_dvclive_curves_one_row_per_epoch(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no DVC project here: DVCLive only writes files
+    with live.logging_to("results/dense/live"):
+        history = noisy_fit()()
+    epochs = len(history["loss"])
+    assert 3 <= epochs < 50
+    metrics = tmp_path / "results/dense/live/plots/metrics"
+    assert sorted(p.relative_to(metrics).as_posix() for p in metrics.rglob("*.tsv")) == [
+        "eval/accuracy.tsv", "eval/loss.tsv", "train/accuracy.tsv", "train/loss.tsv"]
+    val_loss = pd.read_csv(metrics / "eval/loss.tsv", sep="\t")
+    assert val_loss["step"].tolist() == list(range(epochs))
+    np.testing.assert_allclose(val_loss["loss"], history["val_loss"], rtol=1e-6)
+    np.testing.assert_allclose(pd.read_csv(metrics / "train/loss.tsv", sep="\t")["loss"], history["loss"], rtol=1e-6)
+    # The summary is the epoch early stopping went back to, as the row's model is, not the last one.
+    best = int(np.argmin(history["val_loss"]))
+    assert best < epochs - 1
+    summary = json.loads((tmp_path / "results/dense/live/metrics.json").read_text())
+    assert summary["step"] == best
+    assert summary["eval"]["loss"] == pytest.approx(history["val_loss"][best], rel=1e-6)
+    assert summary["train"]["accuracy"] == pytest.approx(history["accuracy"][best], rel=1e-6)
+    # DVCLive only: no CSV of our own, no dvc.yaml (the project's declares these files), nothing else.
+    assert sorted(p.name for p in (tmp_path / "results/dense/live").iterdir()) == ["metrics.json", "plots"]
+    assert [p.name for p in tmp_path.rglob("*.csv")] == []
+
+
+def test_each_fit_in_a_block_starts_the_log_afresh_and_outside_one_nothing_is_logged(tmp_path, monkeypatch):
+    """A head's CV folds fit before its final fit, in one block: only the final fit's curves remain."""
+    monkeypatch.chdir(tmp_path)
+    with live.logging_to("live"):
+        noisy_fit(epochs=50)()  # a fold: stops after some epochs
+        last = noisy_fit(epochs=2)()  # the final fit: 2 epochs
+    assert len(pd.read_csv(tmp_path / "live/plots/metrics/train/loss.tsv", sep="\t")) == 2
+    np.testing.assert_allclose(live.read_curves(tmp_path / "live")["val_loss"], last["val_loss"], rtol=1e-6)
+    noisy_fit(epochs=2)()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["live"]

@@ -4,7 +4,9 @@ import sys
 from pipeline.quiet_keras import tensorflow_info
 
 NETWORK_FREE = ["pipeline", "pipeline.stages.prepare", "pipeline.stages.report", "pipeline.stages.train",
-                "pipeline.heads", "pipeline.evaluation", "pipeline.features", "pipeline.feature_cache"]
+                "pipeline.heads", "pipeline.evaluation", "pipeline.features", "pipeline.feature_cache",
+                "pipeline.saved_model", "pipeline.feature_pass", "pipeline.predict", "pipeline.setting_checks",
+                "pipeline.workspace", "pipeline.benchmark", "pipeline.demo"]
 
 
 def test_stages_without_a_network_start_without_tensorflow():

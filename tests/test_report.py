@@ -1,11 +1,23 @@
+import hashlib
+import time
+
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
-from pipeline import PipelineError, paths
-from pipeline.files import write_csv
-from pipeline.report import comparison, duplicates_section, markdown_table, summary_row
-from tests.conftest import write_image
+from pipeline import PipelineError, features, live, paths, plots, report
+from pipeline.files import write_csv, write_json
+from pipeline.images import load_image
+from pipeline.report import (
+    augmentation_section,
+    comparison,
+    duplicates_section,
+    markdown_table,
+    per_class_table,
+    summary_row,
+)
+from tests.conftest import make_tree, write_image
 
 
 def predictions(wrong, n=40):
@@ -81,3 +93,118 @@ def test_copies_are_listed_with_thumbnails_and_a_copy_under_two_labels_is_flagge
     assert "**Groups under more than one label: 0.**" in text
     assert "`test/dogs/0.png` (test, exact, left out)" in text
     assert (paths.REPORTS / "duplicates.png").stat().st_size > 0
+
+
+SETTINGS = {
+    "data": {"dir": "images"},
+    "backbone": {"input_size": 32, "pooling": "flatten"},
+    "augment": {"copies": 2, "seed": 0, "rotation": 0.25, "width_shift": 0.0, "height_shift": 0.0, "shear": 0.0,
+                "zoom": 0.0, "horizontal_flip": True},
+    "evaluate": {"folds": 3, "seed": 0, "tta": False},
+    "heads": {"logreg": {"type": "logreg", "C": 1.0}},
+    "scratch": {"scratch_cnn": {"epochs": 3}},
+}
+
+
+def small_results(root, settings=SETTINGS):
+    """What the stages before the report leave in `root` for 6 red and 6 blue images in train and in test.
+
+    The head gets one red test image wrong; the scratch CNN calls every image red. Returns write()'s arguments.
+    """
+    images = make_tree(root / "images", splits=("train", "test"))
+    files = sorted(images.rglob("*.png"))
+    manifest = pd.DataFrame({"path": [f.relative_to(images).as_posix() for f in files],
+                             "split": [f.parts[-3] for f in files], "label": [f.parent.name for f in files],
+                             "sha256": [hashlib.sha256(f.read_bytes()).hexdigest() for f in files]})
+    write_csv(paths.MANIFEST, manifest)
+    write_csv(paths.SKIPPED, pd.DataFrame(columns=["path", "reason"]))
+    write_csv(paths.DUPLICATES, pd.DataFrame(columns=["group", "path", "split", "label", "kind", "left_out"]))
+    classes = ["blue", "red"]
+    rng = np.random.default_rng(0)
+    for split, rows in manifest.groupby("split"):
+        labels = [classes.index(label) for label in rows["label"]]
+        arrays = {"features": rng.normal(size=(len(rows), 8)) + np.array(labels)[:, None],
+                  "block4_pool": rng.normal(size=(len(rows), 2, 2, 4))}
+        features.write(paths.features_file(split), [arrays], labels, list(rows["path"]), classes,
+                       started=time.perf_counter(),
+                       meta={"backbone": "vgg16", "weights": "imagenet", "weights_sha256": "0" * 64, "input_size": 32,
+                             "pooling": "flatten", "augmented_copies": settings["augment"]["copies"], "extracted": 0})
+    test = manifest[manifest["split"] == "test"].reset_index(drop=True)
+    logreg = test[["path", "split"]].assign(actual=test["label"], predicted=test["label"])
+    logreg.loc[test["label"].eq("red").idxmax(), "predicted"] = "blue"
+    scratch = logreg.assign(predicted="red")
+    train = manifest[manifest["split"] == "train"].reset_index(drop=True)
+    out_of_fold = train[["path"]].assign(actual=train["label"], fold=np.arange(len(train)) % 3)
+    for name, table in (("logreg", logreg), ("scratch_cnn", scratch), ("out_of_fold", out_of_fold)):
+        sure = np.where(table.get("predicted", table["actual"]) == "red", 0.9, 0.1)
+        table[["p_blue", "p_red"]] = np.column_stack([1 - sure, sure])
+        if name != "out_of_fold":
+            table["probability"] = np.maximum(sure, 1 - sure)
+    write_csv(paths.predictions_file("logreg"), logreg)
+    write_csv(paths.out_of_fold_file("logreg"), out_of_fold)
+    write_csv(paths.predictions_file("scratch_cnn"), scratch)
+    curves = live.Curves(live.directory("scratch_cnn"))  # as the Keras callback logs them
+    for loss, val_loss in [(0.9, 0.9), (0.7, 0.8), (0.6, 0.8)]:
+        curves.epoch_end({"loss": loss, "val_loss": val_loss})
+    curves.end(kept_epoch=1)
+    write_json(paths.metrics_file("logreg"), head(0.9))
+    write_json(paths.metrics_file("scratch_cnn"), {"type": "scratch", "approach": "small CNN from scratch",
+                                                   "fit_seconds": 5.0})
+    return ["logreg", "scratch_cnn"], ["logreg"], images, settings
+
+
+def headings(markdown):
+    return [line for line in markdown.splitlines() if line.startswith("#")]
+
+
+def test_the_report_shows_the_chosen_row_then_the_checks_then_the_settings(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    report.write(*small_results(tmp_path))
+    text = (paths.REPORTS / "report.md").read_text()
+    assert headings(text) == [
+        "# Comparison", "## logreg: the chosen row", "### Confusion matrix", "### Per-class precision and recall",
+        "### Misclassified images", "## Training labels to check", "## Training images unlike the rest",
+        "## Copies of one image in several places", "## Augmented copies", "## Learning curves",
+        "## Confusion matrices of the other rows", "## Feature extraction", "## Skipped files", "## Settings"]
+    # One red test image called blue: red's recall and blue's precision drop.
+    assert "| blue    |                 6 |    1.000 |       0.857 |" in text
+    assert "| red     |                 6 |    0.833 |       1.000 |" in text
+    settings = yaml.safe_load(text.split("```yaml\n")[1].split("```")[0])
+    assert settings == SETTINGS
+    assert "rotation up to ±90°, every other copy mirrored" in text
+    for figure in ("confusion_logreg", "confusion_scratch_cnn", "misclassified", "augmentation", "curve_scratch_cnn"):
+        assert f"({figure}.png)" in text and (paths.REPORTS / f"{figure}.png").stat().st_size > 0
+
+
+def test_a_class_never_predicted_has_no_precision():
+    table = per_class_table(pd.DataFrame({"actual": ["a", "b", "b"], "predicted": ["a", "a", "a"]}), ["a", "b"])
+    assert "| b       |                 2 |    0.000 |         n/a |" in table
+
+
+def test_the_augmentation_preview_shows_the_copies_the_feature_cache_holds(tmp_path, monkeypatch):
+    from pipeline import augment
+
+    monkeypatch.chdir(tmp_path)
+    shown = []
+    monkeypatch.setattr(plots, "augmentation_preview", lambda images, title, path: shown.extend(images))
+    _, _, images, settings = small_results(tmp_path)
+    text = "\n\n".join(augmentation_section(settings["augment"], images, 32))
+    assert "beside their 2 augmented copies in the feature cache" in text and len(shown) == 6
+    manifest = pd.read_csv(paths.MANIFEST)
+    blue = manifest[manifest["path"] == "train/blue/0.png"]
+    # What the features stage computes for this image: its content's key decides its copies.
+    cached = augment.Copies(settings["augment"], 2, settings["augment"]["seed"])(
+        load_image(images / "train/blue/0.png", 32)[None], list(blue["sha256"]))[0]
+    original, caption, copies = shown[0]
+    assert caption == "blue: 0.png" and [c for _, c in copies][0].endswith("°, mirror")
+    np.testing.assert_array_equal(np.stack([copy for copy, _ in copies]), cached)
+    assert not np.array_equal(cached[0], augment.mirror(original))  # rotated too, not only mirrored
+
+
+def test_without_cached_copies_the_preview_draws_some_and_says_so(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    settings = {**SETTINGS, "augment": {**SETTINGS["augment"], "copies": 0}}
+    text = augmentation_section(settings["augment"], small_results(tmp_path, settings)[2], 32)[1]
+    assert "4 copies drawn as the feature cache would draw them (`augment.copies` is 0" in text
+    off = {**settings["augment"], "rotation": 0.0, "horizontal_flip": False}
+    assert "None: every transform in `augment` is off" in augmentation_section(off, "images", 32)[1]

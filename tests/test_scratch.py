@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 
-from pipeline import PipelineError
+from pipeline import PipelineError, networks
 from pipeline.scratch import ScratchCNN
+from pipeline.stages import scratch as scratch_stage
 from tests.test_augment import ON
 
 
@@ -20,6 +21,34 @@ def test_the_scratch_cnn_trains_and_augments_only_while_training():
     np.testing.assert_array_equal(proba, cnn.predict_proba(X))  # no random layers at inference
 
 
-def test_an_input_too_small_for_four_poolings_is_explained():
-    with pytest.raises(PipelineError, match="input_size 46 or more"):
-        ScratchCNN(epochs=1).fit(np.zeros((4, 40, 40, 3), np.uint8), np.array([0, 1, 0, 1]))
+def test_an_input_too_small_for_three_poolings_is_explained():
+    with pytest.raises(PipelineError, match="input_size 22 or more"):
+        ScratchCNN(epochs=1).fit(np.zeros((4, 20, 20, 3), np.uint8), np.array([0, 1, 0, 1]))
+
+
+def test_bfloat16_training_keeps_float32_weights_and_probabilities():
+    rng = np.random.default_rng(1)
+    y = np.repeat([0, 1], 8)
+    X = np.clip(rng.normal(60 + 120 * y[:, None, None, None], 20, (16, 32, 32, 3)), 0, 255).astype(np.uint8)
+    cnn = ScratchCNN(epochs=2, batch_size=8, precision="bf16").fit(X, y)
+    conv = cnn.model_.layers[1]
+    assert conv.compute_dtype == "bfloat16" and conv.kernel.dtype == "float32"
+    proba = cnn.predict_proba(X)
+    assert proba.dtype == np.float64 and np.isfinite(proba).all()
+    np.testing.assert_allclose(proba.sum(axis=1), 1, atol=1e-9)
+
+
+def test_balanced_class_weight_reaches_keras_as_n_over_classes_times_count(monkeypatch):
+    assert "class_weight" in set(ScratchCNN().get_params()) - set(scratch_stage.FIXED)  # a params.yaml setting
+    seen = {}
+    real_train = networks.train
+
+    def recording_train(*args, class_weight=None, **kwargs):
+        seen["class_weight"] = class_weight
+        return real_train(*args, class_weight=class_weight, **kwargs)
+
+    monkeypatch.setattr(networks, "train", recording_train)
+    X = np.random.default_rng(2).uniform(0, 255, (10, 24, 24, 3)).astype(np.uint8)
+    y = np.array(["cat"] * 2 + ["dog"] * 8)
+    ScratchCNN(epochs=1, batch_size=8, class_weight="balanced").fit(X, y, validation=(X[:4], y[:4]))
+    assert seen["class_weight"] == pytest.approx({0: 10 / 4, 1: 10 / 16})

@@ -1,19 +1,19 @@
-"""Stage features: VGG16 features (and block 4's output) of every split, one HDF5 file each.
+"""Stage features: the backbone's features (and its intermediate output) of every split, one HDF5 file each.
 
-Only images the per-image cache lacks go through VGG16; the split files are assembled from it.
+Only images the per-image cache lacks go through the backbone; the split files are assembled from it.
 """
 import resource
 import time
 from pathlib import Path
 
-from pipeline import augment, backbone, data, engines, extraction, features, paths, runners
+from pipeline import augment, backbone, data, engines, extraction, features, image_size, paths, runners
+from pipeline.cli import entry_point
 from pipeline.config import stage_params
 from pipeline.feature_cache import FeatureCache
-from pipeline.stages import entry_point
 
 # What dvc.yaml's features stage lists. augment.seed, not evaluate.seed, decides the copies, so a
 # new CV seed does not re-extract anything.
-PARAMS = ("data.dir", "backbone.weights", "backbone.input_size", "backbone.pooling", "backbone.engine",
+PARAMS = ("data.dir", "backbone.name", "backbone.weights", "backbone.input_size", "backbone.pooling", "backbone.engine",
           "backbone.precision", "augment", "evaluate.tta")
 # Read too, but no feature depends on them (tests/test_features.py, tests/test_runners.py).
 SPEED_ONLY = ("backbone.batch_size", "backbone.runner")
@@ -23,17 +23,19 @@ SPEED_ONLY = ("backbone.batch_size", "backbone.runner")
 def main(argv):
     params = stage_params(PARAMS + SPEED_ONLY)
     settings, augmentation = params["backbone"], params["augment"]
+    name = backbone.get(settings["name"]).name
     runners.check(settings["runner"])
     engine, precision = engines.resolve(settings["engine"], settings["precision"])
-    extractor = extraction.Extractor(backbone.weights_source(settings["weights"]), settings["input_size"],
-                                     settings["pooling"], engine, precision).load()
-    provenance = extractor.provenance()
-    cache = FeatureCache(paths.FEATURE_CACHE, provenance)
     manifest = data.read_manifest(paths.MANIFEST)
     classes = data.class_names(manifest)
     heldout = data.heldout_split(manifest["split"])
     root = Path(params["data"]["dir"])
-    print(f"VGG16 on {engine} at {precision}")
+    size = image_size.resolve(settings["input_size"], data.split_files(manifest, "train", root))
+    extractor = extraction.Extractor(backbone.weights_source(settings["weights"], name), size,
+                                     settings["pooling"], engine, precision, name).load()
+    provenance = extractor.provenance()
+    cache = FeatureCache(paths.FEATURE_CACHE, provenance)
+    print(f"{name} on {engine} at {precision}, {size} px")
     for split in data.SPLITS:
         rows = manifest[manifest["split"] == split]
         if rows.empty:

@@ -1,17 +1,20 @@
-"""Stage finetune@NAME: fine-tune VGG16's block 5 with a trained dense head, on cached block-4 output."""
+"""Stage finetune@NAME: fine-tune the backbone's top (VGG16's block 5) with a trained dense head, on its cached
+intermediate output (VGG16's block 4)."""
 import time
 from pathlib import Path
 
-import joblib
 import numpy as np
 
-from pipeline import PipelineError, backbone, data, duplicates, evaluation, features, finetune, outputs, paths
+from pipeline import PipelineError, backbone, data, duplicates, evaluation, features, finetune, live, outputs, paths
+from pipeline.cli import entry_point
 from pipeline.config import check_settings, stage_params
 from pipeline.images import load_images
-from pipeline.stages import entry_point, run_name
+from pipeline.quiet_keras import keras
+from pipeline.saved_model import SavedModel
+from pipeline.stages import run_name
 
 PARAMS = ("data.dir", "evaluate", "finetune.{name}")  # what dvc.yaml's finetune stage lists
-FIXED = ("head", "weights", "input_size", "pooling", "expected_sha256", "random_state")  # not settings
+FIXED = ("head", "weights", "input_size", "pooling", "expected_sha256", "random_state", "backbone")  # not settings
 
 
 @entry_point
@@ -25,7 +28,7 @@ def main(argv):
         raise PipelineError(f"{where}.head must name a dense head under heads: that `dvc repro` trained, "
                             f"not {head_name!r}")
     check_settings(where, settings, set(finetune.FineTuner().get_params()) - set(FIXED))
-    head = joblib.load(paths.model_file(head_name))
+    head = SavedModel.load(paths.model_file(head_name))
     train = features.read(paths.features_file("train"), backbone.BLOCK4)
     heldout_file = paths.heldout_features()
     if heldout_file is None:
@@ -33,11 +36,13 @@ def main(argv):
                             "set data.split.test above 0, or finetune: {} in params.yaml")
     heldout = features.read(heldout_file, backbone.BLOCK4)
     meta, seed = train.meta, params["evaluate"]["seed"]
-    tuner = finetune.FineTuner(head["model"], meta["weights"], int(meta["input_size"]), meta["pooling"],
-                               expected_sha256=meta["weights_sha256"], random_state=seed, **settings)
+    tuner = finetune.FineTuner(head.model, meta["weights"], int(meta["input_size"]), meta["pooling"],
+                               expected_sha256=meta["weights_sha256"], random_state=seed,
+                               backbone=meta.get("backbone", backbone.DEFAULT), **settings)
     start = time.perf_counter()
-    fit, validation = stopping_data(train, head["model"][-1])
-    tuner.fit(train.views()[fit], train.y[fit], validation)
+    fit, validation = stopping_data(train, head.model[-1])
+    with live.logging_to(live.directory(name)):  # its learning curves, epoch by epoch (DVCLive)
+        tuner.fit(train.views()[fit], train.y[fit], validation)
     seconds = time.perf_counter() - start
     tta = params["evaluate"]["tta"] and heldout.flipped is not None
     proba = tuner.predict_proba(heldout.X, heldout.flipped if tta else None)
@@ -45,25 +50,27 @@ def main(argv):
     sample = slice(0, tuner.batch_size)
     images = load_images([Path(params["data"]["dir"]) / p for p in train.paths[sample]], tuner.input_size)
     speed = finetune.speedup(tuner, images, train.X[sample], train.y[sample])
+    tuned_from = backbone.get(tuner.backbone).tuned_from
     metrics = {
-        "type": "finetune", "approach": f"fine-tuned block 5 + {head_name}", "heldout": scores,
+        "type": "finetune", "approach": f"fine-tuned {tuner.backbone} from {tuned_from} + {head_name}",
+        "heldout": scores,
         "fit_seconds": seconds, "epochs": len(tuner.history_["loss"]), "tta": tta,
         "training_views": int(train.views().shape[1]), **speed,
     }
-    bundle = {"model": tuner.model_, "classes": train.classes, "images": image_input(tuner, tta)}
-    outputs.save(name, bundle, evaluation.to_builtin(metrics), predictions, tuner.history_)
+    model = SavedModel(taking_images(tuner.model_, tuner.backbone), train.classes, tuner.input_size, tta=tta)
+    outputs.save(name, model, evaluation.to_builtin(metrics), predictions)
     print(outputs.summary(name, metrics))
-    print(f"a training step costs {speed['speedup']:.1f}x less per image from cached block-4 output")
+    print(f"a training step costs {speed['speedup']:.1f}x less per image from the cached intermediate output")
 
 
 def stopping_data(train, dense):
-    """(training images to fit on, (block-4 output, labels) to stop early on).
+    """(training images to fit on, (intermediate output, labels) to stop early on).
 
     The validation split when there is one besides the reported split. Else the training images
     the dense head itself stopped on (whole images, copies together): they were left out of the
     head's fit and are left out of this one, so the stopping images are unseen by both.
     """
-    split = data.stopping_split(s for s in data.SPLITS if paths.features_file(s).exists())
+    split = data.separate_validation_split(s for s in data.SPLITS if paths.features_file(s).exists())
     if split:
         stop = features.read(paths.features_file(split), backbone.BLOCK4)
         return slice(None), (stop.X, stop.y)
@@ -72,9 +79,10 @@ def stopping_data(train, dense):
     return ~held, (train.X[held], train.y[held])
 
 
-def image_input(tuner, tta):
-    """How predict feeds images to a saved end-to-end model."""
-    return {"input_size": tuner.input_size, "preprocess": "vgg16", "tta": tta}
+def taking_images(tuned, name=backbone.DEFAULT):
+    """The fine-tuned network as a model of RGB images in 0-255, the backbone's own preprocessing its first layers."""
+    images = keras.Input(tuned.input_shape[1:], name="images")
+    return keras.Model(images, tuned(backbone.preprocessing_function(name)(images)), name=f"{name}_finetuned")
 
 
 if __name__ == "__main__":

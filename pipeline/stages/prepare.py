@@ -2,9 +2,9 @@
 from pathlib import Path
 
 from pipeline import data, duplicates, paths
+from pipeline.cli import entry_point
 from pipeline.config import stage_params
 from pipeline.files import write_csv
-from pipeline.stages import entry_point
 
 PARAMS = ("data", "evaluate.folds")  # what dvc.yaml's prepare stage lists
 

@@ -1,9 +1,14 @@
-"""Stage report: compare every head, fine-tuning and scratch run of params.yaml in reports/report.md, and choose one."""
-from pipeline import PipelineError, paths, report
-from pipeline.config import ROW_SECTIONS, stage_params
-from pipeline.stages import entry_point
+"""Stage report: compare every head, fine-tuning and scratch run of params.yaml in reports/report.md, and choose one.
 
-PARAMS = ("data.dir", *ROW_SECTIONS)  # what dvc.yaml's report stage lists
+reports/report.html is the same report as one page to open, its figures inside it.
+"""
+from pipeline import PipelineError, html_report, paths, report
+from pipeline.cli import entry_point
+from pipeline.config import ROW_SECTIONS, stage_params
+
+# What dvc.yaml's report stage lists: every section, since the report shows the settings that made it
+# (and previews `augment`'s copies).
+PARAMS = ("data", "backbone", "augment", "evaluate", *ROW_SECTIONS)
 
 
 @entry_point
@@ -13,9 +18,11 @@ def main(argv):
     missing = [name for name in names if not paths.metrics_file(name).exists()]
     if missing:
         raise PipelineError(f"no results for {', '.join(missing)}: run `dvc repro` first")
-    table = report.write(names, list(params["heads"]), params["data"]["dir"])
+    table = report.write(names, list(params["heads"]), params["data"]["dir"], settings=params)
+    page = html_report.write(paths.REPORTS / "report.md", paths.REPORTS / "report.html",
+                             f"Report: {params['data']['dir']}")
     print(report.markdown_table(table))
-    print(f"written to {paths.REPORTS / 'report.md'}")
+    print(f"written to {paths.REPORTS / 'report.md'}; to open: {page.resolve()}")
 
 
 if __name__ == "__main__":

@@ -4,15 +4,20 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import PipelineError, augment, data, evaluation, outputs, paths
-from pipeline.config import check_settings, stage_params
+from pipeline import PipelineError, augment, data, engines, evaluation, image_size, live, outputs, paths
+from pipeline.cli import entry_point
+from pipeline.config import SCHEMA, check, check_settings, stage_params
 from pipeline.features import Features
 from pipeline.images import load_images
+from pipeline.quiet_keras import keras
+from pipeline.saved_model import SavedModel
 from pipeline.scratch import ScratchCNN
-from pipeline.stages import entry_point, run_name
+from pipeline.stages import run_name
 
-PARAMS = ("data.dir", "augment", "evaluate", "scratch.{name}")  # what dvc.yaml's scratch stage lists
-FIXED = ("augmentation", "random_state")  # from augment: and evaluate: instead
+# What dvc.yaml's scratch stage lists. The input size follows the backbone's unless the row sets its own;
+# backbone.precision decides whether training computes in bfloat16.
+PARAMS = ("data.dir", "backbone.input_size", "backbone.precision", "augment", "evaluate", "scratch.{name}")
+FIXED = ("augmentation", "precision", "random_state")  # from augment:, backbone: and evaluate: instead
 
 
 @entry_point
@@ -20,15 +25,20 @@ def main(argv):
     name = run_name(argv, "scratch")
     params = stage_params(PARAMS, name)
     settings = dict(params["scratch"][name])
-    size = settings.pop("input_size", 150)
-    check_settings(f"params.yaml: scratch.{name}", settings, set(ScratchCNN().get_params()) - set(FIXED))
     manifest = data.read_manifest(paths.MANIFEST)
+    root = Path(params["data"]["dir"])
+    size = image_size.resolve(settings.pop("input_size", params["backbone"]["input_size"]),
+                              data.split_files(manifest, "train", root))
+    # A row's own `augment:` changes some of the augment section's transforms for this row only.
+    augmentation = {**params["augment"], **settings.pop("augment", {})}
+    check(augmentation, SCHEMA["augment"], prefix=f"scratch.{name}.augment.")
+    check_settings(f"params.yaml: scratch.{name}", settings, set(ScratchCNN().get_params()) - set(FIXED))
+    precision = engines.resolve("keras", params["backbone"]["precision"])[1]
     classes = data.class_names(manifest)
     heldout_split = data.heldout_split(manifest["split"])
     if heldout_split is None:
         raise PipelineError("the scratch CNN is scored on a test or validation split and there is none: "
                             "set data.split.test above 0, or scratch: {} in params.yaml")
-    root = Path(params["data"]["dir"])
 
     def split_images(split):
         rows = manifest[manifest["split"] == split]
@@ -37,23 +47,33 @@ def main(argv):
                         paths=list(rows["path"]), classes=classes, meta={"split": split})
 
     train, heldout = split_images("train"), split_images(heldout_split)
-    stop_split = data.stopping_split(manifest["split"])
+    stop_split = data.separate_validation_split(manifest["split"])
     stop = split_images(stop_split) if stop_split else None
-    cnn = ScratchCNN(params["augment"], random_state=params["evaluate"]["seed"], **settings)
+    cnn = ScratchCNN(augmentation, precision=precision, random_state=params["evaluate"]["seed"], **settings)
     start = time.perf_counter()
-    cnn.fit(train.X, train.y, validation=stop and (stop.X, stop.y))
+    with live.logging_to(live.directory(name)):  # its learning curves, epoch by epoch (DVCLive)
+        cnn.fit(train.X, train.y, validation=stop and (stop.X, stop.y))
     seconds = time.perf_counter() - start
     tta = params["evaluate"]["tta"]
-    proba = cnn.predict_proba(heldout.X)
-    if tta:
-        proba = (proba + cnn.predict_proba(augment.mirror(heldout.X))) / 2
-    scores, predictions = evaluation.outcome(proba, heldout, classes, heldout_split)
+    # Scored as predict runs it: the saved network, with TTA where set.
+    model = SavedModel(without_augmentation(cnn.model_, augmentation), classes, size, tta=tta)
+    scores, predictions = evaluation.outcome(model.proba(heldout.X), heldout, classes, heldout_split)
     metrics = {"type": "scratch", "approach": "small CNN from scratch", "heldout": scores,
-               "fit_seconds": seconds, "epochs": len(cnn.history_["loss"]), "tta": tta}
-    bundle = {"model": cnn.model_, "classes": classes,
-              "images": {"input_size": size, "preprocess": None, "tta": tta}}
-    outputs.save(name, bundle, evaluation.to_builtin(metrics), predictions, cnn.history_)
+               "fit_seconds": seconds, "epochs": len(cnn.history_["loss"]), "tta": tta,
+               "input_size": size, "precision": precision}
+    outputs.save(name, model, evaluation.to_builtin(metrics), predictions)
     print(outputs.summary(name, metrics))
+
+
+def without_augmentation(cnn, augmentation):
+    """The trained CNN without its random augmentation layers, which leave images as they are at inference.
+
+    That is the model predict loads: Keras 3.15 cannot load a RandomShear back (it rejects the negative factor
+    it saved itself).
+    """
+    random = tuple(type(layer) for layer in augment.model_layers(augmentation, 0))
+    kept = [layer for layer in cnn.layers if not isinstance(layer, random)]
+    return keras.Sequential([keras.Input(cnn.input_shape[1:]), *kept], name=cnn.name)
 
 
 if __name__ == "__main__":

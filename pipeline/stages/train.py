@@ -1,9 +1,12 @@
 """Stage train@HEAD: cross-validate one head on the training features, refit, score held-out."""
 from dataclasses import replace
 
-from pipeline import duplicates, evaluation, features, heads, outputs, paths
+from pipeline import duplicates, evaluation, features, heads, live, outputs, paths
+from pipeline.cli import entry_point
 from pipeline.config import stage_params
-from pipeline.stages import entry_point, run_name
+from pipeline.feature_pass import FeaturePass
+from pipeline.saved_model import SavedModel
+from pipeline.stages import run_name
 
 PARAMS = ("evaluate", "heads.{name}")  # what dvc.yaml's train stage lists
 
@@ -18,16 +21,18 @@ def main(argv):
     layer = heads.layer_of(spec)
     train = read(paths.features_file("train"), layer)
     heldout = paths.heldout_features()
-    fitted, result, predictions, out_of_fold = evaluation.evaluate(
-        model, train, heldout and read(heldout, layer), params["evaluate"]["folds"], seed,
-        tta=params["evaluate"]["tta"],
-        groups=duplicates.image_groups(train.paths, duplicates.read(paths.DUPLICATES)),  # copies in one fold
-    )
-    bundle = {"model": fitted, "classes": train.classes, "features": train.meta, "layer": layer,
-              "tta": result.get("tta", False)}
+    # A dense head's curves (DVCLive): each CV fold's fit starts them afresh and the final fit comes last.
+    with live.logging_to(live.directory(name), dvcyaml=live.own_dvcyaml(name)):
+        fitted, result, predictions, out_of_fold = evaluation.evaluate(
+            model, train, heldout and read(heldout, layer), params["evaluate"]["folds"], seed,
+            tta=params["evaluate"]["tta"],
+            groups=duplicates.image_groups(train.paths, duplicates.read(paths.DUPLICATES)),  # copies in one fold
+        )
+    model = SavedModel(fitted, train.classes, train.meta["input_size"], tta=result.get("tta", False),
+                       preprocessing=FeaturePass(dict(train.meta), layer))
     approach = "bottleneck" if layer == "block5" else f"{layer} features"
     metrics = {"type": spec["type"], "approach": f"{approach} + {spec['type']}", "layer": layer, **result}
-    outputs.save(name, bundle, metrics, predictions, getattr(fitted[-1], "history_", None), out_of_fold)
+    outputs.save(name, model, metrics, predictions, out_of_fold)
     print(outputs.summary(name, metrics))
 
 

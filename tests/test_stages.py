@@ -1,0 +1,156 @@
+"""Every DVC stage's entry point, in order, on a few synthetic images with random VGG16 weights.
+
+No dataset and no ImageNet weights: these check the plumbing between the stages (what each writes, what
+the next one reads, exit status and messages), not the accuracy, which tests/test_end_to_end.py checks
+on real photos.
+"""
+import importlib
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from pipeline import features, live, paths
+from pipeline.saved_model import SavedModel
+from tests.conftest import make_tree
+
+PROJECT = Path(__file__).resolve().parents[1]
+PER_CLASS = 6  # per class and split: 12 training and 12 test images
+ROWS = {"heads": ["logreg", "logreg_block4", "dense"], "finetune": ["finetune_block5"],
+        "scratch": ["scratch_cnn", "scratch_at_backbone_size"]}
+
+
+def stage(name, *argv):
+    importlib.import_module(f"pipeline.stages.{name}").main(list(argv))
+
+
+def tiny_params(images, weights):
+    """The project's params.yaml, with every setting made small: a run of seconds."""
+    params = yaml.safe_load((PROJECT / "params.yaml").read_text())
+    params["data"]["dir"] = str(images)
+    params["backbone"].update(weights=str(weights), input_size=32, engine="keras", precision="fp32", batch_size=8,
+                              runner="local")
+    params["augment"].update(copies=1, horizontal_flip=True)
+    params["evaluate"].update(folds=2, tta=True)
+    params["heads"] = {"logreg": {"type": "logreg", "C": 1.0},
+                       "logreg_block4": {"type": "logreg", "layer": "block4"},
+                       "dense": {"type": "dense", "scale": "l2", "units": 16, "epochs": 3, "patience": 2}}
+    params["finetune"] = {"finetune_block5": {"head": "dense", "epochs": 1, "patience": 1, "batch_size": 8}}
+    params["scratch"] = {"scratch_cnn": {"input_size": 48, "epochs": 1, "patience": 1, "batch_size": 8},
+                         "scratch_at_backbone_size": {"epochs": 1, "patience": 1, "batch_size": 8}}
+    return params
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, random_weights):
+    """A project folder after every stage has run once, in dvc.yaml's order; and what the stages printed."""
+    root = tmp_path_factory.mktemp("stages")
+    images = make_tree(root / "images", splits=("train", "test"), per_class=PER_CLASS)
+    (root / "project").mkdir()
+    (root / "project/params.yaml").write_text(yaml.safe_dump(tiny_params(images, random_weights), sort_keys=False))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root / "project")
+        stage("prepare")
+        stage("featurize")
+        for name in ROWS["heads"]:
+            stage("train", name)
+        stage("finetune", "finetune_block5")
+        for name in ROWS["scratch"]:
+            stage("scratch", name)
+        stage("report")
+    return root / "project"
+
+
+def test_prepare_lists_every_image_with_its_split_label_and_hash(project):
+    manifest = pd.read_csv(project / paths.MANIFEST)
+    assert manifest.groupby(["split", "label"]).size().tolist() == [PER_CLASS] * 4
+    assert manifest["sha256"].str.fullmatch("[0-9a-f]{64}").all()
+    assert pd.read_csv(project / paths.SKIPPED).empty
+    assert (project / paths.DUPLICATES).exists()
+
+
+def test_featurize_writes_each_split_with_its_copies_mirrors_and_provenance(project):
+    train = features.read(project / paths.features_file("train"))
+    test = features.read(project / paths.features_file("test"))
+    assert len(train.y) == 2 * PER_CLASS and train.views().shape[:2] == (2 * PER_CLASS, 2)  # image and one copy
+    assert train.flipped is None and test.flipped is not None  # mirror images of held-out images only (TTA)
+    assert test.augmented is None  # held-out images are never augmented
+    assert train.classes == ["blue", "red"]
+    meta = features.read_meta(project / paths.features_file("train"))
+    assert (meta["engine"], meta["precision"], int(meta["input_size"])) == ("keras", "fp32", 32)
+    assert int(meta["extracted"]) == 2 * PER_CLASS
+
+
+def test_featurize_again_takes_every_image_from_the_cache(project, monkeypatch):
+    monkeypatch.chdir(project)
+    stage("featurize")
+    assert int(features.read_meta(paths.features_file("train"))["extracted"]) == 0
+    assert int(features.read_meta(paths.features_file("test"))["extracted"]) == 0
+
+
+def test_every_row_leaves_its_model_metrics_and_predictions(project):
+    for section, names in ROWS.items():
+        for name in names:
+            metrics = json.loads((project / paths.metrics_file(name)).read_text())
+            assert metrics["heldout"]["images"] == 2 * PER_CLASS
+            assert (project / paths.model_file(name)).stat().st_size > 0
+            assert len(pd.read_csv(project / paths.predictions_file(name))) == 2 * PER_CLASS
+            assert ("cv" in metrics) == (section == "heads")  # only heads are cross-validated
+            assert (project / paths.out_of_fold_file(name)).exists() == (section == "heads")
+    for name in ("dense", "finetune_block5", *ROWS["scratch"]):  # the Keras rows: DVCLive's curves
+        curves = live.read_curves(project / live.directory(name))
+        assert len(curves) >= 1 and {"loss", "val_loss", "accuracy", "val_accuracy"} <= set(curves)
+    assert not (project / live.directory("logreg")).exists()
+    # Of the dense head's CV folds and final fit, the final fit's curves, named for DVC by DVCLive's dvc.yaml
+    final_fit = SavedModel.load(project / paths.model_file("dense")).model[-1].history_
+    assert live.read_curves(project / live.directory("dense"))["val_loss"].tolist() == pytest.approx(
+        final_fit["val_loss"], rel=1e-6)
+    assert (project / live.own_dvcyaml("dense")).exists() and not (project / live.own_dvcyaml("scratch_cnn")).exists()
+
+
+def test_a_scratch_cnn_runs_at_the_backbones_size_unless_it_sets_its_own_and_the_report_says_so(project):
+    sizes = {name: json.loads((project / paths.metrics_file(name)).read_text())["input_size"]
+             for name in ROWS["scratch"]}
+    assert sizes == {"scratch_cnn": 48, "scratch_at_backbone_size": 32}
+    summary = pd.read_csv(project / paths.REPORTS / "summary.csv").set_index("row")
+    assert summary.loc["scratch_cnn", "input_size"] == 48 and summary.loc["logreg", "input_size"] == 32
+    assert "input px" in (project / paths.REPORTS / "report.md").read_text()
+
+
+def test_the_report_compares_every_row_and_chooses_a_head_or_the_ensemble(project):
+    summary = pd.read_csv(project / paths.REPORTS / "summary.csv")
+    assert sorted(summary["row"]) == sorted([*ROWS["heads"], "ensemble", *ROWS["finetune"], *ROWS["scratch"]])
+    assert (summary["images"] == 2 * PER_CLASS).all()
+    chosen = json.loads((project / paths.CHOSEN).read_text())
+    assert chosen["row"] in [*ROWS["heads"], "ensemble"]  # fine-tuning and scratch rows are never candidates
+    assert summary.loc[summary["chosen"], "row"].tolist() == [chosen["row"]]
+    assert f"**Chosen: {chosen['row']}**" in (project / paths.REPORTS / "report.md").read_text()
+
+
+def test_a_report_with_a_row_not_yet_trained_says_to_run_dvc_repro(project, monkeypatch, capsys):
+    monkeypatch.chdir(project)
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    params["heads"]["logreg_strong"] = {"type": "logreg", "C": 100.0}
+    Path("params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        with pytest.raises(SystemExit) as exit:
+            stage("report")
+    finally:
+        del params["heads"]["logreg_strong"]
+        Path("params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert exit.value.code == 2
+    assert capsys.readouterr().err == "error: no results for logreg_strong: run `dvc repro` first\n"
+
+
+@pytest.mark.parametrize("argv, message", [
+    ((), "usage: python -m pipeline.stages.<stage> NAME (a name under heads: in params.yaml)"),
+    (("nothing",), "params.yaml has no 'nothing' under heads; there: logreg, logreg_block4, dense"),
+])
+def test_a_row_stage_without_a_known_name_exits_with_one_line(project, monkeypatch, capsys, argv, message):
+    monkeypatch.chdir(project)
+    with pytest.raises(SystemExit) as exit:
+        stage("train", *argv)
+    assert exit.value.code == 2
+    assert capsys.readouterr().err == f"error: {message}\n"
