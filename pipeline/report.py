@@ -221,13 +221,14 @@ def write(names, heads, data_dir, settings=None):
     sections += ["## Copies of one image in several places", duplicates_section(data_dir)]
     if settings:
         sections += augmentation_section(settings["augment"], data_dir, meta["input_size"])
-    sections.append("## Learning curves")
+    figures = []
     for name in names:
         curves = live.read_curves(live.directory(name))  # DVCLive's files, as the Keras rows logged them
         if curves is not None:
             image = f"curve_{name}.png"
             plots.learning_curve(curves, name, paths.REPORTS / image)
-            sections.append(f"![{name} learning curve]({image})")
+            figures.append(f"![{name} learning curve]({image})")
+    sections += ["## Learning curves", *figures] if figures else []  # heads on scikit-learn alone have none
     others = [confusion_figure(name, loaded[name][1], classes) for name in table["row"] if name != reference]
     if others:  # one paragraph: side by side where the page is wide enough
         sections += ["## Confusion matrices of the other rows", "\n".join(others)]
