@@ -70,3 +70,19 @@ def imagenet_weights():
 @pytest.fixture
 def shared_datasets():
     return shared_setting("PIPELINE_TEST_DATASETS")
+
+
+@pytest.fixture
+def class_weights_seen(monkeypatch):
+    """The class_weight that each call of networks.train was given, as the code under test calls it."""
+    from pipeline import networks
+
+    seen = {}
+    real_train = networks.train
+
+    def recording_train(*args, class_weight=None, **kwargs):
+        seen["class_weight"] = class_weight
+        return real_train(*args, class_weight=class_weight, **kwargs)
+
+    monkeypatch.setattr(networks, "train", recording_train)
+    return seen

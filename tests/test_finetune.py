@@ -89,17 +89,10 @@ def test_without_a_validation_split_it_stops_on_the_images_the_dense_head_held_b
     assert stop_X.ravel().tolist() == [1.0, 4.0] and stop_y.tolist() == [1, 0]
 
 
-def test_balanced_class_weight_weights_fine_tuning_by_its_training_images(setup, random_weights, monkeypatch):
+def test_balanced_class_weight_weights_fine_tuning_by_its_training_images(setup, random_weights, class_weights_seen):
     assert "class_weight" in set(finetune.FineTuner().get_params()) - set(finetune_stage.FIXED)  # a params.yaml setting
     images, block4, _, y, head = setup
-    seen = {}
-    real_train = networks.train
-
-    def recording_train(*args, class_weight=None, **kwargs):
-        seen["class_weight"] = class_weight
-        return real_train(*args, class_weight=class_weight, **kwargs)
-
-    monkeypatch.setattr(networks, "train", recording_train)
+    seen = class_weights_seen
     rows = np.r_[np.flatnonzero(y == 0), np.flatnonzero(y == 1)[:2]]  # 8 of class 0, 2 of class 1
     tuner = finetune.FineTuner(head, str(random_weights), SIZE, "flatten", epochs=1, batch_size=4,
                                class_weight="balanced")

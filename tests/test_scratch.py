@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 
-from pipeline import PipelineError, networks
+from pipeline import PipelineError
 from pipeline.scratch import ScratchCNN
 from pipeline.stages import scratch as scratch_stage
 from tests.test_augment import ON
@@ -38,16 +38,9 @@ def test_bfloat16_training_keeps_float32_weights_and_probabilities():
     np.testing.assert_allclose(proba.sum(axis=1), 1, atol=1e-9)
 
 
-def test_balanced_class_weight_reaches_keras_as_n_over_classes_times_count(monkeypatch):
+def test_balanced_class_weight_reaches_keras_as_n_over_classes_times_count(class_weights_seen):
     assert "class_weight" in set(ScratchCNN().get_params()) - set(scratch_stage.FIXED)  # a params.yaml setting
-    seen = {}
-    real_train = networks.train
-
-    def recording_train(*args, class_weight=None, **kwargs):
-        seen["class_weight"] = class_weight
-        return real_train(*args, class_weight=class_weight, **kwargs)
-
-    monkeypatch.setattr(networks, "train", recording_train)
+    seen = class_weights_seen
     X = np.random.default_rng(2).uniform(0, 255, (10, 24, 24, 3)).astype(np.uint8)
     y = np.array(["cat"] * 2 + ["dog"] * 8)
     ScratchCNN(epochs=1, batch_size=8, class_weight="balanced").fit(X, y, validation=(X[:4], y[:4]))
