@@ -1,16 +1,8 @@
 import numpy as np
-from PIL import Image
 
 from pipeline import setting_checks
 from pipeline.features import Features
-
-
-def write_images(folder, sizes):
-    files = []
-    for index, (width, height) in enumerate(sizes):
-        files.append(folder / f"{index}.png")
-        Image.new("RGB", (width, height), (index % 255, 0, 0)).save(files[-1])
-    return files
+from tests.test_image_size import write_images
 
 
 def arrows(n, seed, pointing):
