@@ -246,8 +246,8 @@ def write(names, heads, data_dir, settings=None):
 def warnings_section(settings, data_dir, input_size):
     """Settings that look wrong for these images, one line each (pipeline.setting_checks)."""
     manifest = data.read_manifest(paths.MANIFEST)
-    train = [Path(data_dir) / p for p in manifest.loc[manifest["split"] == "train", "path"]]
     heldout = paths.heldout_features()
+    train = data.split_files(manifest, "train", data_dir)
     lines = setting_checks.warnings(settings, train, input_size, heldout and features.read(heldout),
                                     labels=manifest.loc[manifest["split"] == "train", "label"])
     return ["## Warnings", "\n".join(f"- {line}" for line in lines)] if lines else []

@@ -42,7 +42,7 @@ def main(argv):
 
     def split_images(split):
         rows = manifest[manifest["split"] == split]
-        return Features(X=load_images([root / p for p in rows["path"]], size),
+        return Features(X=load_images(data.split_files(manifest, split, root), size),
                         y=np.array([classes.index(c) for c in rows["label"]]),
                         paths=list(rows["path"]), classes=classes, meta={"split": split})
 
