@@ -79,7 +79,8 @@ class DenseHead(ClassifierMixin, BaseEstimator):
         from pipeline import networks
 
         check_is_fitted(self)
-        return networks.proba(self.model_, validate_data(self, X, reset=False, dtype=np.float32))
+        X = validate_data(self, X, reset=False, dtype=np.float64)
+        return networks.proba(networks.float64_copy(self.model_), X, dtype=np.float64)
 
     def predict(self, X):
         proba = self.predict_proba(X)  # first: it checks that the head is fitted

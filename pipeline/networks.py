@@ -72,9 +72,22 @@ def train(model, data, validation, epochs, patience, batch_size=None, log=False,
     return history.history
 
 
-def proba(model, X):
+def float64_copy(model):
+    """The model computing in float64, with its trained weights: each row's output then ignores its neighbours.
+
+    In float32 it need not: on a CPU without AVX-512 (seen here) the matrix kernels sum a batch's last rows
+    in another order, so reordering the rows moved a dense head's probabilities by 6e-8, past scikit-learn's
+    1e-7 for "predictions do not depend on row order". Float64's rounding is a billion times smaller.
+    """
+    copy = keras.models.clone_model(model, clone_function=lambda layer: layer.__class__.from_config(
+        {**layer.get_config(), "dtype": "float64"}))
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def proba(model, X, dtype=np.float32):
     """(n, n_classes) float64 probabilities that sum to 1, also from a single sigmoid unit."""
-    X = np.asarray(X, dtype=np.float32)
+    X = np.asarray(X, dtype=dtype)
     # Called batch by batch: model.predict builds a tf.data pipeline per call, which costs more
     # than a small head's whole prediction.
     out = np.concatenate([keras.ops.convert_to_numpy(model(X[start:start + 32], training=False))
