@@ -8,6 +8,8 @@ from sklearn.utils.class_weight import compute_class_weight
 from pipeline import PipelineError, live
 from pipeline.quiet_keras import keras
 
+LR_DROP = 0.3  # train's learning-rate cut on a plateau of the validation loss
+
 
 def output_layer(n_classes):
     """One sigmoid unit for two classes, else a softmax over the classes."""
@@ -41,13 +43,15 @@ def class_weights(setting, classes, y):
             enumerate(compute_class_weight(setting, classes=np.asarray(classes), y=np.asarray(y)))}
 
 
-def train(model, data, validation, epochs, patience, batch_size=None, log=False, class_weight=None):
+def train(model, data, validation, epochs, patience, batch_size=None, log=False, class_weight=None,
+          lr_patience=None):
     """Fit with early stopping on validation loss, keeping the best epoch; returns the history.
 
     `log` prints one line per epoch, for the long trainings (fine-tuning, the scratch CNN). Inside a
     pipeline.live.logging_to block the curves also go to DVCLive's files as the epochs end.
     `class_weight` ({class index: weight}, as class_weights gives) weights the training rows and the
-    validation loss alike, so that early stopping watches the loss being minimised.
+    validation loss alike, so that early stopping watches the loss being minimised. `lr_patience`
+    epochs without a better validation loss cut the learning rate to LR_DROP times itself.
     """
     if class_weight is not None:
         weights = np.array([class_weight.get(int(label), 1.0) for label in np.asarray(validation[1]).ravel()],
@@ -55,6 +59,8 @@ def train(model, data, validation, epochs, patience, batch_size=None, log=False,
         validation = (validation[0], validation[1], weights)
     stopping = keras.callbacks.EarlyStopping(patience=patience, restore_best_weights=True)
     callbacks = [stopping]
+    if lr_patience:
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(factor=LR_DROP, patience=lr_patience, min_lr=1e-5))
     curves = live.start()  # inside a stage's live.logging_to block: DVCLive's files, epoch by epoch
     if curves is not None:
         callbacks.append(keras.callbacks.LambdaCallback(
@@ -64,7 +70,7 @@ def train(model, data, validation, epochs, patience, batch_size=None, log=False,
                                                  else len(curves.epochs) - 1)))
     if log:
         callbacks.append(keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: print(
-            f"epoch {epoch + 1}: " + ", ".join(f"{k} {v:.4f}" for k, v in logs.items()), flush=True)))
+            f"epoch {epoch + 1}: " + ", ".join(f"{k} {v:.4g}" for k, v in logs.items()), flush=True)))
     inputs = data if isinstance(data, keras.utils.PyDataset) else data[0]
     targets = None if isinstance(data, keras.utils.PyDataset) else data[1]
     history = model.fit(inputs, targets, validation_data=validation, epochs=epochs,

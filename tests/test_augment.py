@@ -67,3 +67,26 @@ def test_each_setting_switches_one_layer(setting):
     value = True if setting == "horizontal_flip" else 0.1
     assert len(augment.model_layers({**OFF, setting: value}, seed=0)) == 1
     assert augment.model_layers(OFF, seed=0) == []
+
+
+def test_all_geometric_transforms_are_one_warp_that_acts_only_while_training():
+    layers = augment.model_layers(ON, seed=0)
+    assert [type(layer) for layer in layers] == [augment.RandomAffine, keras.layers.RandomFlip]
+    warp, batch = layers[0], images(n=4)
+    np.testing.assert_array_equal(np.asarray(warp(batch, training=False)), batch)
+    first, second = (np.asarray(warp(batch, training=True)) for _ in range(2))
+    assert first.shape == batch.shape
+    # Every image moves, and each call (each epoch) draws new transforms.
+    assert np.abs(first - batch).mean(axis=(1, 2, 3)).min() > 5 and np.abs(first - second).mean() > 5
+    # The borders repeat the image's edge, so a flat image stays flat wherever it moves.
+    flat = np.full((2, 24, 24, 3), 90, np.float32)
+    np.testing.assert_allclose(np.asarray(warp(flat, training=True)), flat, atol=1e-3)
+
+
+def test_the_warp_draws_each_value_within_its_setting():
+    # Only a width shift of up to 0.25: every row of the output is the image's row moved by at most 6 of 24 pixels.
+    ramp = np.tile(np.arange(24, dtype=np.float32), (8, 24, 1))[..., None].repeat(3, axis=-1)
+    moved = np.asarray(augment.RandomAffine([0, 0.25, 0, 0, 0], seed=1)(ramp, training=True))
+    offsets = moved[:, 12, 12, 0] - ramp[:, 12, 12, 0]
+    assert np.abs(offsets).max() <= 6 + 1e-3 and np.unique(np.round(offsets)).size > 2
+    np.testing.assert_allclose(moved[:, :, :, 0], moved[:, :1, :, 0].repeat(24, axis=1))  # rows move together

@@ -2,17 +2,18 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 
-from pipeline import PipelineError
-from pipeline.scratch import ScratchCNN
+from pipeline import PipelineError, networks
+from pipeline.scratch import NETWORKS, ScratchCNN
 from pipeline.stages import scratch as scratch_stage
 from tests.test_augment import ON
 
 
-def test_the_scratch_cnn_trains_and_augments_only_while_training():
+@pytest.mark.parametrize("network", sorted(NETWORKS))
+def test_the_scratch_cnn_trains_and_augments_only_while_training(network):
     rng = np.random.default_rng(0)
     y = np.repeat([0, 1, 2], 8)
     X = np.clip(rng.normal(60 + 60 * y[:, None, None, None], 20, (24, 48, 48, 3)), 0, 255).astype(np.uint8)
-    cnn = ScratchCNN(ON, epochs=3, patience=3, batch_size=8)
+    cnn = ScratchCNN(ON, network=network, epochs=3, patience=3, batch_size=8)
     assert clone(cnn).get_params() == cnn.get_params()
     assert cnn.fit(X, y) is cnn and len(cnn.history_["val_loss"]) == 3
     proba = cnn.predict_proba(X)
@@ -21,9 +22,29 @@ def test_the_scratch_cnn_trains_and_augments_only_while_training():
     np.testing.assert_array_equal(proba, cnn.predict_proba(X))  # no random layers at inference
 
 
-def test_an_input_too_small_for_three_poolings_is_explained():
-    with pytest.raises(PipelineError, match="input_size 22 or more"):
-        ScratchCNN(epochs=1).fit(np.zeros((4, 20, 20, 3), np.uint8), np.array([0, 1, 0, 1]))
+@pytest.mark.parametrize("network, smallest", [("compact", 16), ("tutorial", 22)])
+def test_an_input_too_small_for_the_network_is_explained_and_the_smallest_trains(network, smallest):
+    y = np.array([0, 1, 0, 1])
+    with pytest.raises(PipelineError, match=f"{network} scratch CNN needs input_size {smallest} or more"):
+        ScratchCNN(network=network, epochs=1).fit(np.zeros((4, smallest - 1, smallest - 1, 3), np.uint8), y)
+    X = np.zeros((4, smallest, smallest, 3), np.uint8)
+    assert ScratchCNN(network=network, epochs=1).fit(X, y, validation=(X, y)).predict_proba(X).shape == (4, 2)
+
+
+@pytest.mark.parametrize("setting, value", [("network", "resnet"), ("optimizer", "sgd")])
+def test_an_unknown_network_or_optimizer_names_the_choices(setting, value):
+    with pytest.raises(PipelineError, match=f"{setting} is '{value}': use one of"):
+        ScratchCNN(epochs=1, **{setting: value}).fit(np.zeros((4, 32, 32, 3), np.uint8), np.array([0, 1, 0, 1]))
+
+
+def test_a_plateau_of_the_validation_loss_cuts_the_learning_rate():
+    # Labels that no image predicts: the validation loss cannot improve, so each lr_patience epochs cut the rate.
+    X = np.random.default_rng(3).uniform(0, 255, (16, 24, 24, 3)).astype(np.uint8)
+    y = np.tile([0, 1], 8)
+    cnn = ScratchCNN(epochs=5, patience=10, lr_patience=1, learning_rate=1e-3).fit(X, y, validation=(X, 1 - y))
+    rates = np.asarray(cnn.history_["learning_rate"])
+    assert rates[0] == pytest.approx(1e-3) and rates[-1] < 1e-3 * networks.LR_DROP + 1e-9
+    assert "learning_rate" not in ScratchCNN(epochs=2, lr_patience=0).fit(X, y, validation=(X, 1 - y)).history_
 
 
 def test_bfloat16_training_keeps_float32_weights_and_probabilities():
