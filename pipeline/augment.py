@@ -27,7 +27,6 @@ class RandomAffine(keras.layers.Layer):
     def __init__(self, factors, seed=None, **kwargs):
         super().__init__(**kwargs)
         self.factors = [float(factor) for factor in factors]
-        self.seed = seed
         self.generator = keras.random.SeedGenerator(seed)
 
     def call(self, images, training=True):

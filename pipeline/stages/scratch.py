@@ -68,8 +68,7 @@ def main(argv):
 def without_augmentation(cnn, augmentation):
     """The trained CNN without its random augmentation layers, which leave images as they are at inference.
 
-    That is the model predict loads: Keras 3.15 cannot load a RandomShear back (it rejects the negative factor
-    it saved itself).
+    That is the model predict loads: it holds only Keras's own layers, so loading it needs no augment.RandomAffine.
     """
     random = tuple(type(layer) for layer in augment.model_layers(augmentation, 0))
     kept = [layer for layer in cnn.layers if not isinstance(layer, random)]
