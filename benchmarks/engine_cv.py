@@ -20,8 +20,10 @@ import numpy as np
 import yaml
 from tabulate import tabulate
 
-from pipeline import backbone, duplicates, engines, evaluation, heads
-from pipeline.images import load_image
+from pipeline.data import duplicates
+from pipeline.data.images import load_image
+from pipeline.features import backbone, engines
+from pipeline.modeling import evaluation, heads
 
 WORK = Path(__file__).resolve().parent / "work"
 DATASETS = ("cats-dogs-small", "hymenoptera", "mri-alzheimer", "produce-3class")

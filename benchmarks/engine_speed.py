@@ -4,7 +4,7 @@
 
 For each input size: decoding and resizing alone, then in each round Keras `predict` on images
 already decoded and preprocessed in memory (the baseline), followed by every engine and precision
-running the pipeline's own extraction: decode and resize each file (pipeline.images.load_image),
+running the pipeline's own extraction: decode and resize each file (pipeline.data.images.load_image),
 preprocess, run both outputs. Rounds interleave the engines so that other work on a shared machine
 slows them alike; the best round of each is compared with the best baseline. It prints images per
 second, that ratio, the share of the extraction spent decoding, and how far each engine's pooled
@@ -18,8 +18,9 @@ import time
 import numpy as np
 from tabulate import tabulate
 
-from pipeline import PipelineError, backbone, engines
-from pipeline.images import files_under, load_image
+from pipeline import PipelineError
+from pipeline.data.images import files_under, load_image
+from pipeline.features import backbone, engines
 
 
 def sample(folder, count):

@@ -5,7 +5,7 @@
     python benchmarks/heads_speed.py --table notes/before.jsonl notes/after.jsonl
 
 Each (dataset, head) runs in a child process under --timeout, so that one head that does not finish
-is reported as such and the rest still run. The numbers are pipeline.evaluation.evaluate's: 5-fold
+is reported as such and the rest still run. The numbers are pipeline.modeling.evaluation.evaluate's: 5-fold
 CV (evaluate.folds, evaluate.seed) on the training images of a benchmark workspace, with the
 workspace's duplicate groups, then the final fit on every training row; no held-out image is read.
 "Before" is heads.py, evaluation.py and params.yaml's heads at --ref; "after", the working tree's.
@@ -41,19 +41,20 @@ def load_at(ref, module):
 def run_one(workspaces, dataset, head, code, ref):
     """evaluate's metrics for one head on one dataset's training features, as a dict."""
     sys.path.insert(0, str(ROOT))
-    from pipeline import duplicates, features
+    from pipeline.data import duplicates
+    from pipeline.features import store
 
     if code == "before":
         heads, evaluation = load_at(ref, "heads"), load_at(ref, "evaluation")
     else:
-        from pipeline import evaluation, heads
+        from pipeline.modeling import evaluation, heads
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     spec = params["heads"][head] if code == "after" else yaml.safe_load(subprocess.run(
         ["git", "-C", str(ROOT), "show", f"{ref}:params.yaml"], check=True, capture_output=True, text=True,
     ).stdout)["heads"][head]
     workspace = Path(workspaces) / dataset
     evaluate = yaml.safe_load((workspace / "params.yaml").read_text())["evaluate"]
-    train = features.read(workspace / "features" / "train.h5")
+    train = store.read(workspace / "features" / "train.h5")
     groups = duplicates.image_groups(train.paths, duplicates.read(workspace / "data" / "duplicates.csv"))
     model = heads.make_head(head, spec, seed=evaluate["seed"])
     cpu = time.process_time()  # every thread's: less swayed than wall time by other work on the machine

@@ -4,7 +4,7 @@
 
 Reads a benchmark workspace's cached features (features/train.h5 and the held-out split's file, read
 only), keeps every training image of the other classes and `--keep` of the `--minority` class's (drawn
-with --seed), and runs pipeline.evaluation.evaluate for each head of params.yaml (this repository's,
+with --seed), and runs pipeline.modeling.evaluation.evaluate for each head of params.yaml (this repository's,
 or --params) twice: as written, and with class_weight: balanced. The CV uses the workspace's
 evaluate settings and duplicate groups; the held-out split is left whole (balanced accuracy, the mean
 of the classes' recalls, does not depend on how many images each class has there). A benchmark,
@@ -23,12 +23,14 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline import duplicates, evaluation, features, heads  # noqa: E402  (after the path above)
+from pipeline.data import duplicates  # noqa: E402  (after the path above)
+from pipeline.features import store  # noqa: E402  (after the path above)
+from pipeline.modeling import evaluation, heads  # noqa: E402  (after the path above)
 
 
 def read(path, layer):
     """A split's cached arrays of a head's `layer`, one vector per image and view (as the train stage reads)."""
-    cached = features.read(path, heads.LAYERS[layer][0])
+    cached = store.read(path, heads.LAYERS[layer][0])
     return replace(cached, X=heads.vectors(cached.X, layer), augmented=heads.vectors(cached.augmented, layer),
                    flipped=heads.vectors(cached.flipped, layer))
 

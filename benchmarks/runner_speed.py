@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import ray
 
-from pipeline import backbone, engines, extraction, runners
-from pipeline.feature_cache import FeatureCache
-from pipeline.images import files_under
+from pipeline.data.images import files_under
+from pipeline.features import backbone, engines, extraction, runners
+from pipeline.features.cache import FeatureCache
 
 
 def timed_extract(runner, extractor, files, keys, root):

@@ -2,7 +2,7 @@
 
     python benchmarks/scratch_speed.py [--size 150] [--images 256] [--rounds 3]
 
-For each network in pipeline.scratch.NETWORKS, two models that differ only in their augmentation
+For each network in pipeline.modeling.scratch.NETWORKS, two models that differ only in their augmentation
 layers: the shipped one (augment.RandomAffine: rotation, shifts, shear and zoom in one warp, then
 the flip) and Keras's RandomRotation, RandomTranslation, RandomShear and RandomZoom one after
 another (what the scratch CNN used before). Each trains one epoch on random 0-255 images, with the
@@ -15,10 +15,11 @@ import time
 import numpy as np
 from tabulate import tabulate
 
-from pipeline import augment, networks
 from pipeline.config import load_params
+from pipeline.data import augment
+from pipeline.modeling import networks
+from pipeline.modeling.scratch import NETWORKS, ScratchCNN
 from pipeline.quiet_keras import keras
-from pipeline.scratch import NETWORKS, ScratchCNN
 
 
 def keras_layers(settings, seed):

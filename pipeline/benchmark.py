@@ -20,7 +20,7 @@ from pipeline import PipelineError, workspace
 from pipeline.cli import entry_point
 from pipeline.config import ROW_SECTIONS
 from pipeline.files import write_text
-from pipeline.report import fmt_spread, fmt_test
+from pipeline.report.markdown import fmt_spread, fmt_test
 from pipeline.workspace import PROJECT
 
 SETTINGS = ("tuned", "defaults")  # the dataset's entry in --config, or params.yaml as shipped (data.dir only)

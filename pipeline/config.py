@@ -8,7 +8,7 @@ from pipeline import PipelineError
 
 
 class SIZE:
-    """The type of backbone.input_size: pixels, or 'auto' (pipeline.image_size chooses for the images)."""
+    """The type of backbone.input_size: pixels, or 'auto' (pipeline.data.image_size chooses for the images)."""
 
 
 # Every section and key params.yaml may hold, with the type of its value.
@@ -20,7 +20,7 @@ SCHEMA = {
         "duplicates": {"max_distance": int, "heldout": str},
     },
     "backbone": {"name": str, "weights": str, "input_size": SIZE, "pooling": str, "engine": str, "precision": str,
-                 "batch_size": int, "runner": str},  # pipeline.backbone, .engines and .runners check the choices
+                 "batch_size": int, "runner": str},  # features.backbone, .engines, .runners check them
     "augment": {
         "copies": int, "seed": int, "rotation": float, "width_shift": float, "height_shift": float,
         "shear": float, "zoom": float, "horizontal_flip": bool,

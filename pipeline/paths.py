@@ -1,8 +1,6 @@
 """Where the stages write, relative to the project folder (dvc.yaml names the same paths)."""
 from pathlib import Path
 
-from pipeline import data
-
 MANIFEST = Path("data/manifest.csv")
 SKIPPED = Path("data/skipped.csv")
 DUPLICATES = Path("data/duplicates.csv")
@@ -18,12 +16,6 @@ CHOSEN = REPORTS / "chosen.json"  # the row the report chose, and its model file
 
 def features_file(split):
     return FEATURES / f"{split}.h5"
-
-
-def heldout_features():
-    """The features file of the split that results are reported on, or None if there is none."""
-    split = data.heldout_split(s for s in data.SPLITS if features_file(s).exists())
-    return split and features_file(split)
 
 
 def model_file(row):

@@ -14,9 +14,9 @@ import pandas as pd
 
 from pipeline import PipelineError, paths
 from pipeline.cli import entry_point
+from pipeline.data.images import files_under, unreadable
 from pipeline.files import write_csv, write_json
-from pipeline.images import files_under, unreadable
-from pipeline.saved_model import SavedModel, average_proba
+from pipeline.modeling.saved_model import SavedModel, average_proba
 
 
 def image_files(inputs, classes=()):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.backbone import WEIGHTS_ENV
+from pipeline.features.backbone import WEIGHTS_ENV
 
 COLOURS = {"red": (200, 40, 40), "blue": (40, 40, 200)}
 
@@ -75,7 +75,7 @@ def shared_datasets():
 @pytest.fixture
 def class_weights_seen(monkeypatch):
     """The class_weight that each call of networks.train was given, as the code under test calls it."""
-    from pipeline import networks
+    from pipeline.modeling import networks
 
     seen = {}
     real_train = networks.train

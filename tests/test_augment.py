@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from pipeline import augment
+from pipeline.data import augment
 
 OFF = {"rotation": 0, "width_shift": 0, "height_shift": 0, "shear": 0, "zoom": 0, "horizontal_flip": False}
 ON = {"rotation": 0.1, "width_shift": 0.2, "height_shift": 0.2, "shear": 0.2, "zoom": 0.2, "horizontal_flip": True}

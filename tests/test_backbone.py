@@ -5,7 +5,8 @@ import keras
 import numpy as np
 import pytest
 
-from pipeline import PipelineError, backbone
+from pipeline import PipelineError
+from pipeline.features import backbone
 
 
 def test_imagenet_means_a_download_unless_the_setting_points_at_a_file(monkeypatch, tmp_path):
@@ -96,8 +97,8 @@ def test_random_weights_are_drawn_from_a_fixed_seed_whatever_was_drawn_before():
 
 
 def test_importing_the_registry_loads_no_tensorflow():
-    loaded = subprocess.run([sys.executable, "-c", "import sys, pipeline.backbone; print('tensorflow' in sys.modules)"],
-                            capture_output=True, text=True, check=True).stdout
+    code = "import sys, pipeline.features.backbone; print('tensorflow' in sys.modules)"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert loaded.strip() == "False"
 
 

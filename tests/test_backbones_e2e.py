@@ -12,9 +12,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from pipeline import backbone, features, paths
+from pipeline import paths
+from pipeline.features import backbone, store
+from pipeline.modeling.saved_model import SavedModel
 from pipeline.quiet_keras import keras
-from pipeline.saved_model import SavedModel
 from tests.conftest import make_tree
 from tests.test_stages import stage, tiny_params
 
@@ -62,9 +63,9 @@ def held_out_scores(project, row):
 def test_the_features_record_the_backbone_and_hold_its_intermediate_output(project):
     name, folder, _ = project
     entry = backbone.get(name)
-    meta = features.read_meta(folder / paths.features_file("train"))
+    meta = store.read_meta(folder / paths.features_file("train"))
     assert (meta["backbone"], meta["weights"], meta["preprocessing"]) == (name, "random", entry.preprocessing_text)
-    intermediate = features.read(folder / paths.features_file("train"), backbone.BLOCK4)
+    intermediate = store.read(folder / paths.features_file("train"), backbone.BLOCK4)
     assert intermediate.X.ndim == 4 and intermediate.augmented.shape[1] == 1  # (images, rows, columns, channels)
     (cache,) = (folder / paths.FEATURE_CACHE).glob("*/provenance.json")
     assert json.loads(cache.read_text())["backbone"] == name

@@ -6,8 +6,9 @@ import pytest
 from PIL import Image
 from sklearn.datasets import load_digits
 
-from pipeline import data, demo
+from pipeline import demo
 from pipeline.config import load_params
+from pipeline.data import catalog
 
 PROJECT = Path(__file__).resolve().parents[1]
 SIZE = 16  # the demo writes 64 px; a small size keeps the test quick and shows `size` is honoured
@@ -23,9 +24,9 @@ def test_every_scan_becomes_an_image_in_its_digits_folder(digits):
     folder, count = digits
     truth = load_digits()
     assert count == len(truth.target) == 1797
-    manifest, skipped = data.find_images(folder)  # the layout prepare reads: DIR/<class>/<image>
+    manifest, skipped = catalog.find_images(folder)  # the layout prepare reads: DIR/<class>/<image>
     assert skipped.empty and len(manifest) == count
-    assert data.class_names(manifest) == [str(d) for d in range(10)]
+    assert catalog.class_names(manifest) == [str(d) for d in range(10)]
     assert manifest["label"].value_counts().sort_index().tolist() == np.bincount(truth.target).tolist()
 
 

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from pipeline import PipelineError
-from pipeline.duplicates import (
+from pipeline.data.duplicates import (
     DEFAULT_MAX_DISTANCE,
     HASH_BITS,
     HASH_WORDS,

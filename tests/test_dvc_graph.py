@@ -82,5 +82,5 @@ def test_the_features_follow_the_images_themselves():
 def test_the_import_walk_finds_indirect_imports():
     """report imports selection, which imports evaluation: both must be found, and the package's __init__."""
     found = files_imported("pipeline.stages.report")
-    assert {"pipeline/selection.py", "pipeline/evaluation.py", "pipeline/__init__.py",
+    assert {"pipeline/report/selection.py", "pipeline/modeling/evaluation.py", "pipeline/__init__.py",
             "pipeline/stages/__init__.py"} <= found

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from PIL import Image, ImageDraw, ImageFont
 
-from pipeline import features
+from pipeline.features import store
 
 PROJECT = Path(__file__).resolve().parents[1]
 PER_CLASS = {"train": 20, "test": 8}
@@ -151,7 +151,7 @@ def assert_predict_matches_scoring(project, name, images):
     assert len(merged) == 16 and (merged["label"] == merged["predicted"]).all()
     # The fine-tuned VGG16 runs in float32; where the cached block-4 output that scored it was extracted
     # in bfloat16 (backbone.precision: auto on CPUs that have it), they differ in the third decimal.
-    bf16 = features.read_meta(project / "features/test.h5")["precision"] == "bf16"
+    bf16 = store.read_meta(project / "features/test.h5")["precision"] == "bf16"
     tolerance = 5e-3 if bf16 and name.startswith("finetune") else 1e-4
     assert merged["probability_x"].to_numpy() == pytest.approx(merged["probability_y"].to_numpy(), abs=tolerance)
 

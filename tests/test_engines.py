@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from conftest import shared_setting
 
-from pipeline import PipelineError, backbone, engines
+from pipeline import PipelineError
+from pipeline.features import backbone, engines
 
 SIZE = 48
 
@@ -19,7 +20,7 @@ def one_line_error(call, *args):
 
 def test_importing_the_module_loads_no_engine():
     loaded = subprocess.run(
-        [sys.executable, "-c", "import sys, pipeline.engines; "
+        [sys.executable, "-c", "import sys, pipeline.features.engines; "
          "print([m for m in ('tensorflow', 'keras', 'openvino', 'onnxruntime', 'tf2onnx') if m in sys.modules])"],
         capture_output=True, text=True, check=True,
     ).stdout

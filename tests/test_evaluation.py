@@ -5,10 +5,11 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from pipeline import PipelineError, evaluation
-from pipeline.evaluation import METRICS, cross_validate, evaluate, fold_jobs, grouped_folds, scores
-from pipeline.features import Features
-from pipeline.heads import make_head
+from pipeline import PipelineError
+from pipeline.features.store import Features
+from pipeline.modeling import evaluation
+from pipeline.modeling.evaluation import METRICS, cross_validate, evaluate, fold_jobs, grouped_folds, scores
+from pipeline.modeling.heads import make_head
 
 
 def split_features(n, split, offset=0):

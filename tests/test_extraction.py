@@ -4,7 +4,8 @@ import shutil
 import numpy as np
 import pytest
 
-from pipeline import augment, backbone, extraction
+from pipeline.data import augment
+from pipeline.features import backbone, extraction
 from tests.conftest import make_tree
 
 FLIP_ONLY = {"rotation": 0, "width_shift": 0, "height_shift": 0, "shear": 0, "zoom": 0, "horizontal_flip": True}

@@ -1,8 +1,8 @@
 import numpy as np
 from PIL import Image, ImageOps
 
-from pipeline import extraction
-from pipeline.feature_pass import FeaturePass
+from pipeline.features import extraction
+from pipeline.modeling.feature_pass import FeaturePass
 from tests.conftest import make_tree
 
 

@@ -4,10 +4,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import PipelineError, backbone, duplicates, finetune, networks, paths
-from pipeline.features import Features
+from pipeline import PipelineError, paths
+from pipeline.data import duplicates
+from pipeline.features import backbone
+from pipeline.features.store import Features
 from pipeline.files import write_csv
-from pipeline.heads import make_head
+from pipeline.modeling import finetune, networks
+from pipeline.modeling.heads import make_head
 from pipeline.stages import finetune as finetune_stage
 from pipeline.stages.finetune import stopping_data
 

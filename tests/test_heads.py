@@ -6,8 +6,9 @@ from sklearn.datasets import make_classification
 from sklearn.metrics import balanced_accuracy_score, recall_score
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from pipeline import PipelineError, heads, networks
-from pipeline.heads import HEADS, DenseHead, make_head
+from pipeline import PipelineError
+from pipeline.modeling import heads, networks
+from pipeline.modeling.heads import HEADS, DenseHead, make_head
 
 FAST = {"dense": {"epochs": 30, "patience": 5, "learning_rate": 1e-2}}
 # Enough to pass scikit-learn's accuracy check on its blobs; every Keras fit costs about a second.

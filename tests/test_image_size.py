@@ -1,6 +1,6 @@
 from PIL import Image
 
-from pipeline import image_size
+from pipeline.data import image_size
 
 
 def write_images(folder, sizes):

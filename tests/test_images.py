@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.images import load_image, to_rgb, unreadable_reason
+from pipeline.data.images import load_image, to_rgb, unreadable_reason
 
 
 @pytest.mark.parametrize("mode, fmt", [

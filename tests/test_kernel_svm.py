@@ -10,8 +10,8 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
 from pipeline import PipelineError
-from pipeline.heads import make_head
-from pipeline.kernel_svm import KernelSVM, group_folds, platt_sigmoid
+from pipeline.modeling.heads import make_head
+from pipeline.modeling.kernel_svm import KernelSVM, group_folds, platt_sigmoid
 
 
 def digits(n_classes):

@@ -4,7 +4,7 @@ import subprocess
 import pandas as pd
 import pytest
 
-from pipeline import live
+from pipeline.modeling import live
 
 
 @pytest.fixture(autouse=True)

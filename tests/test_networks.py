@@ -5,8 +5,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import PipelineError, live
-from pipeline.networks import (
+from pipeline import PipelineError
+from pipeline.modeling import live
+from pipeline.modeling.networks import (
     RandomViews,
     class_weights,
     compile_classifier,

@@ -4,9 +4,10 @@ import numpy as np
 import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
-from pipeline import outputs, paths
+from pipeline import paths
 from pipeline.files import read_table
-from pipeline.saved_model import SavedModel
+from pipeline.modeling import outputs
+from pipeline.modeling.saved_model import SavedModel
 
 METRICS = {"cv": {"accuracy": {"mean": 0.9, "std": 0.05}}, "heldout": {"split": "test", "accuracy": 0.875}}
 
@@ -29,7 +30,7 @@ def test_a_row_leaves_its_model_metrics_predictions_and_cv_probabilities_and_no_
     assert read_table(paths.predictions_file("logreg"), ["actual"]).equals(predictions)
     assert read_table(paths.out_of_fold_file("logreg")).equals(out_of_fold)
     assert json.loads(paths.metrics_file("logreg").read_text()) == METRICS
-    # Learning curves are DVCLive's, written while Keras trains (pipeline.live): no file of ours beside these.
+    # Learning curves are DVCLive's, written while Keras trains (pipeline.modeling.live): no file of ours beside these.
     assert sorted(p.name for p in (tmp_path / "results/logreg").iterdir()) == [
         "metrics.json", "out_of_fold.csv", "predictions.csv"]
 

@@ -24,17 +24,6 @@ def test_a_rows_files_are_named_after_it():
     assert paths.features_file("validation") == Path("features/validation.h5")
 
 
-def test_the_heldout_features_are_test_else_validation_else_none(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    paths.FEATURES.mkdir()
-    paths.features_file("train").touch()
-    assert paths.heldout_features() is None
-    paths.features_file("validation").touch()
-    assert paths.heldout_features() == Path("features/validation.h5")
-    paths.features_file("test").touch()
-    assert paths.heldout_features() == Path("features/test.h5")
-
-
 def write_every_output(root):
     """A file at (or inside) every output path, a few row files, and `make demo`'s project, as runs leave them."""
     written = [paths.model_file("new_head"), paths.metrics_file("new_head"), paths.out_of_fold_file("logreg"),

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from pipeline import plots
+from pipeline.report import plots
 from tests.conftest import write_image
 
 RED, BLUE = (220, 20, 20), (20, 20, 220)

@@ -5,12 +5,13 @@ import keras
 import pandas as pd
 import pytest
 
-from pipeline import extraction, paths
-from pipeline.feature_pass import FeaturePass
+from pipeline import paths
+from pipeline.features import extraction
 from pipeline.files import write_json
-from pipeline.heads import make_head
+from pipeline.modeling.feature_pass import FeaturePass
+from pipeline.modeling.heads import make_head
+from pipeline.modeling.saved_model import SavedModel
 from pipeline.predict import main
-from pipeline.saved_model import SavedModel
 from tests.conftest import make_tree
 
 SETTINGS = {"input_size": 32, "pooling": "avg"}

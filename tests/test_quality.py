@@ -3,8 +3,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.backbone import BLOCK4
-from pipeline.quality import doubted_labels, typicality
+from pipeline.features.backbone import BLOCK4
+from pipeline.report.quality import doubted_labels, typicality
 
 
 def test_only_a_training_label_that_cross_validation_confidently_contradicts_is_doubted():

@@ -4,9 +4,10 @@ import sys
 from pipeline.quiet_keras import tensorflow_info
 
 NETWORK_FREE = ["pipeline", "pipeline.stages.prepare", "pipeline.stages.report", "pipeline.stages.train",
-                "pipeline.heads", "pipeline.evaluation", "pipeline.features", "pipeline.feature_cache",
-                "pipeline.saved_model", "pipeline.feature_pass", "pipeline.predict", "pipeline.setting_checks",
-                "pipeline.workspace", "pipeline.benchmark", "pipeline.demo"]
+                "pipeline.modeling.heads", "pipeline.modeling.evaluation", "pipeline.features.store",
+                "pipeline.features.cache", "pipeline.modeling.saved_model", "pipeline.modeling.feature_pass",
+                "pipeline.predict", "pipeline.report.setting_warnings", "pipeline.workspace", "pipeline.benchmark",
+                "pipeline.demo"]
 
 
 def test_stages_without_a_network_start_without_tensorflow():
@@ -16,7 +17,7 @@ def test_stages_without_a_network_start_without_tensorflow():
 
 
 def test_a_linear_head_trains_without_tensorflow():
-    probe = ("import sys, numpy as np; from pipeline.heads import make_head; "
+    probe = ("import sys, numpy as np; from pipeline.modeling.heads import make_head; "
              "make_head('l', {'type': 'logreg'}).fit(np.eye(4), [0, 1, 0, 1]); print('tensorflow' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout == "False\n"
 

@@ -5,8 +5,10 @@ import shutil
 import numpy as np
 import pytest
 
-from pipeline import PipelineError, augment, extraction, runners
-from pipeline.feature_cache import FeatureCache
+from pipeline import PipelineError
+from pipeline.data import augment
+from pipeline.features import extraction, runners
+from pipeline.features.cache import FeatureCache
 from tests.conftest import make_tree, write_image
 
 AUGMENT = {"rotation": 0.05, "width_shift": 0.1, "height_shift": 0, "shear": 0, "zoom": 0, "horizontal_flip": True}

@@ -7,12 +7,15 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from pipeline import PipelineError, backbone, saved_model
-from pipeline.feature_pass import FeaturePass
-from pipeline.images import load_image
+from pipeline import PipelineError
+from pipeline.data.images import load_image
+from pipeline.features import backbone
+from pipeline.modeling import saved_model
+from pipeline.modeling.evaluation import average_with_mirror
+from pipeline.modeling.feature_pass import FeaturePass
+from pipeline.modeling.saved_model import MAGIC, SavedModel, read_header
+from pipeline.modeling.scratch import ScratchCNN
 from pipeline.quiet_keras import keras
-from pipeline.saved_model import MAGIC, SavedModel, average_with_mirror, read_header
-from pipeline.scratch import ScratchCNN
 from pipeline.stages.finetune import taking_images
 from pipeline.stages.scratch import without_augmentation
 from tests.conftest import make_tree

@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 
-from pipeline import PipelineError, networks
-from pipeline.scratch import NETWORKS, ScratchCNN
+from pipeline import PipelineError
+from pipeline.modeling import networks
+from pipeline.modeling.scratch import NETWORKS, ScratchCNN
 from pipeline.stages import scratch as scratch_stage
 from tests.test_augment import ON
 

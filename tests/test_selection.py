@@ -2,9 +2,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import PipelineError, paths, selection
-from pipeline.evaluation import probability_columns
+from pipeline import PipelineError, paths
 from pipeline.files import write_csv
+from pipeline.modeling.evaluation import probability_columns
+from pipeline.report import selection
 
 CLASSES = ["NA", "dogs"]  # a class folder named NA stays a class
 

@@ -12,8 +12,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from pipeline import features, live, paths
-from pipeline.saved_model import SavedModel
+from pipeline import paths
+from pipeline.features import store
+from pipeline.modeling import live
+from pipeline.modeling.saved_model import SavedModel
 from tests.conftest import make_tree
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -72,13 +74,13 @@ def test_prepare_lists_every_image_with_its_split_label_and_hash(project):
 
 
 def test_featurize_writes_each_split_with_its_copies_mirrors_and_provenance(project):
-    train = features.read(project / paths.features_file("train"))
-    test = features.read(project / paths.features_file("test"))
+    train = store.read(project / paths.features_file("train"))
+    test = store.read(project / paths.features_file("test"))
     assert len(train.y) == 2 * PER_CLASS and train.views().shape[:2] == (2 * PER_CLASS, 2)  # image and one copy
     assert train.flipped is None and test.flipped is not None  # mirror images of held-out images only (TTA)
     assert test.augmented is None  # held-out images are never augmented
     assert train.classes == ["blue", "red"]
-    meta = features.read_meta(project / paths.features_file("train"))
+    meta = store.read_meta(project / paths.features_file("train"))
     assert (meta["engine"], meta["precision"], int(meta["input_size"])) == ("keras", "fp32", 32)
     assert int(meta["extracted"]) == 2 * PER_CLASS
 
@@ -86,8 +88,8 @@ def test_featurize_writes_each_split_with_its_copies_mirrors_and_provenance(proj
 def test_featurize_again_takes_every_image_from_the_cache(project, monkeypatch):
     monkeypatch.chdir(project)
     stage("featurize")
-    assert int(features.read_meta(paths.features_file("train"))["extracted"]) == 0
-    assert int(features.read_meta(paths.features_file("test"))["extracted"]) == 0
+    assert int(store.read_meta(paths.features_file("train"))["extracted"]) == 0
+    assert int(store.read_meta(paths.features_file("test"))["extracted"]) == 0
 
 
 def test_every_row_leaves_its_model_metrics_and_predictions(project):

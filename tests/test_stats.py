@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from pipeline.stats import accuracy_interval, holm, mcnemar
+from pipeline.report.stats import accuracy_interval, holm, mcnemar
 
 
 def test_the_interval_surrounds_the_accuracy_and_narrows_with_more_images():

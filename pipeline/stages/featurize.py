@@ -6,16 +6,18 @@ import resource
 import time
 from pathlib import Path
 
-from pipeline import augment, backbone, data, engines, extraction, features, image_size, paths, runners
+from pipeline import paths
 from pipeline.cli import entry_point
 from pipeline.config import stage_params
-from pipeline.feature_cache import FeatureCache
+from pipeline.data import augment, catalog, image_size
+from pipeline.features import backbone, engines, extraction, runners, store
+from pipeline.features.cache import FeatureCache
 
 # What dvc.yaml's features stage lists. augment.seed, not evaluate.seed, decides the copies, so a
 # new CV seed does not re-extract anything.
 PARAMS = ("data.dir", "backbone.name", "backbone.weights", "backbone.input_size", "backbone.pooling", "backbone.engine",
           "backbone.precision", "augment", "evaluate.tta")
-# Read too, but no feature depends on them (tests/test_features.py, tests/test_runners.py).
+# Read too, but no feature depends on them (tests/test_store.py, tests/test_runners.py).
 SPEED_ONLY = ("backbone.batch_size", "backbone.runner")
 
 
@@ -26,17 +28,17 @@ def main(argv):
     name = backbone.get(settings["name"]).name
     runners.check(settings["runner"])
     engine, precision = engines.resolve(settings["engine"], settings["precision"])
-    manifest = data.read_manifest(paths.MANIFEST)
-    classes = data.class_names(manifest)
-    heldout = data.heldout_split(manifest["split"])
+    manifest = catalog.read_manifest(paths.MANIFEST)
+    classes = catalog.class_names(manifest)
+    heldout = catalog.heldout_split(manifest["split"])
     root = Path(params["data"]["dir"])
-    size = image_size.resolve(settings["input_size"], data.split_files(manifest, "train", root))
+    size = image_size.resolve(settings["input_size"], catalog.split_files(manifest, "train", root))
     extractor = extraction.Extractor(backbone.weights_source(settings["weights"], name), size,
                                      settings["pooling"], engine, precision, name).load()
     provenance = extractor.provenance()
     cache = FeatureCache(paths.FEATURE_CACHE, provenance)
     print(f"{name} on {engine} at {precision}, {size} px")
-    for split in data.SPLITS:
+    for split in catalog.SPLITS:
         rows = manifest[manifest["split"] == split]
         if rows.empty:
             continue
@@ -48,7 +50,7 @@ def main(argv):
         extracted = runners.extract(settings["runner"], extractor, cache, views, [root / p for p in rows["path"]],
                                     keys, settings["batch_size"], desc=split)
         seconds = time.perf_counter() - started
-        features.write(paths.features_file(split), cache.rows(views, keys),
+        store.write(paths.features_file(split), cache.rows(views, keys),
                        labels=[classes.index(label) for label in rows["label"]], rel_paths=list(rows["path"]),
                        classes=classes, started=started,
                        meta={**provenance, "weights": settings["weights"], "split": split,

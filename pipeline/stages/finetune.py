@@ -5,12 +5,15 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import PipelineError, backbone, data, duplicates, evaluation, features, finetune, live, outputs, paths
+from pipeline import PipelineError, paths
 from pipeline.cli import entry_point
 from pipeline.config import check_settings, stage_params
-from pipeline.images import load_images
+from pipeline.data import catalog, duplicates
+from pipeline.data.images import load_images
+from pipeline.features import backbone, store
+from pipeline.modeling import evaluation, finetune, live, outputs
+from pipeline.modeling.saved_model import SavedModel
 from pipeline.quiet_keras import keras
-from pipeline.saved_model import SavedModel
 from pipeline.stages import run_name
 
 PARAMS = ("data.dir", "evaluate", "finetune.{name}")  # what dvc.yaml's finetune stage lists
@@ -29,12 +32,12 @@ def main(argv):
                             f"not {head_name!r}")
     check_settings(where, settings, set(finetune.FineTuner().get_params()) - set(FIXED))
     head = SavedModel.load(paths.model_file(head_name))
-    train = features.read(paths.features_file("train"), backbone.BLOCK4)
-    heldout_file = paths.heldout_features()
+    train = store.read(paths.features_file("train"), backbone.BLOCK4)
+    heldout_file = store.heldout_file()
     if heldout_file is None:
         raise PipelineError("fine-tuning is scored on a test or validation split and there is none: "
                             "set data.split.test above 0, or finetune: {} in params.yaml")
-    heldout = features.read(heldout_file, backbone.BLOCK4)
+    heldout = store.read(heldout_file, backbone.BLOCK4)
     meta, seed = train.meta, params["evaluate"]["seed"]
     tuner = finetune.FineTuner(head.model, meta["weights"], int(meta["input_size"]), meta["pooling"],
                                expected_sha256=meta["weights_sha256"], random_state=seed,
@@ -70,9 +73,9 @@ def stopping_data(train, dense):
     the dense head itself stopped on (whole images, copies together): they were left out of the
     head's fit and are left out of this one, so the stopping images are unseen by both.
     """
-    split = data.separate_validation_split(s for s in data.SPLITS if paths.features_file(s).exists())
+    split = catalog.separate_validation_split(s for s in catalog.SPLITS if paths.features_file(s).exists())
     if split:
-        stop = features.read(paths.features_file(split), backbone.BLOCK4)
+        stop = store.read(paths.features_file(split), backbone.BLOCK4)
         return slice(None), (stop.X, stop.y)
     groups = duplicates.image_groups(train.paths, duplicates.read(paths.DUPLICATES))
     held = np.isin(groups, dense.stopping_groups_)

@@ -1,9 +1,10 @@
 """Stage prepare: list the images of data.dir, split them, find copies of one image, and record the manifest."""
 from pathlib import Path
 
-from pipeline import data, duplicates, paths
+from pipeline import paths
 from pipeline.cli import entry_point
 from pipeline.config import stage_params
+from pipeline.data import catalog, duplicates
 from pipeline.files import write_csv
 
 PARAMS = ("data", "evaluate.folds")  # what dvc.yaml's prepare stage lists
@@ -14,8 +15,8 @@ def main(argv):
     params = stage_params(PARAMS)
     settings = params["data"]
     root = Path(settings["dir"])
-    manifest, skipped = data.find_images(root, **settings["split"])
-    data.check_classes(manifest, params["evaluate"]["folds"])
+    manifest, skipped = catalog.find_images(root, **settings["split"])
+    catalog.check_classes(manifest, params["evaluate"]["folds"])
     manifest["sha256"] = [duplicates.content_hash(root / path) for path in manifest["path"]]
     found = duplicates.find_duplicates(root, manifest, settings["duplicates"]["max_distance"])
     # A held-out image that copies a training image would score the model on what it trained on.

@@ -2,9 +2,10 @@
 
 reports/report.html is the same report as one page to open, its figures inside it.
 """
-from pipeline import PipelineError, html_report, paths, report
+from pipeline import PipelineError, paths
 from pipeline.cli import entry_point
 from pipeline.config import ROW_SECTIONS, stage_params
+from pipeline.report import html_page, markdown
 
 # What dvc.yaml's report stage lists: every section, since the report shows the settings that made it
 # (and previews `augment`'s copies).
@@ -18,10 +19,10 @@ def main(argv):
     missing = [name for name in names if not paths.metrics_file(name).exists()]
     if missing:
         raise PipelineError(f"no results for {', '.join(missing)}: run `dvc repro` first")
-    table = report.write(names, list(params["heads"]), params["data"]["dir"], settings=params)
-    page = html_report.write(paths.REPORTS / "report.md", paths.REPORTS / "report.html",
+    table = markdown.write(names, list(params["heads"]), params["data"]["dir"], settings=params)
+    page = html_page.write(paths.REPORTS / "report.md", paths.REPORTS / "report.html",
                              f"Report: {params['data']['dir']}")
-    print(report.markdown_table(table))
+    print(markdown.markdown_table(table))
     print(f"written to {paths.REPORTS / 'report.md'}; to open: {page.resolve()}")
 
 

@@ -4,14 +4,17 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import PipelineError, augment, data, engines, evaluation, image_size, live, outputs, paths
+from pipeline import PipelineError, paths
 from pipeline.cli import entry_point
 from pipeline.config import SCHEMA, check, check_settings, stage_params
-from pipeline.features import Features
-from pipeline.images import load_images
+from pipeline.data import augment, catalog, image_size
+from pipeline.data.images import load_images
+from pipeline.features import engines
+from pipeline.features.store import Features
+from pipeline.modeling import evaluation, live, outputs
+from pipeline.modeling.saved_model import SavedModel
+from pipeline.modeling.scratch import ScratchCNN
 from pipeline.quiet_keras import keras
-from pipeline.saved_model import SavedModel
-from pipeline.scratch import ScratchCNN
 from pipeline.stages import run_name
 
 # What dvc.yaml's scratch stage lists. The input size follows the backbone's unless the row sets its own;
@@ -25,29 +28,29 @@ def main(argv):
     name = run_name(argv, "scratch")
     params = stage_params(PARAMS, name)
     settings = dict(params["scratch"][name])
-    manifest = data.read_manifest(paths.MANIFEST)
+    manifest = catalog.read_manifest(paths.MANIFEST)
     root = Path(params["data"]["dir"])
     size = image_size.resolve(settings.pop("input_size", params["backbone"]["input_size"]),
-                              data.split_files(manifest, "train", root))
+                              catalog.split_files(manifest, "train", root))
     # A row's own `augment:` changes some of the augment section's transforms for this row only.
     augmentation = {**params["augment"], **settings.pop("augment", {})}
     check(augmentation, SCHEMA["augment"], prefix=f"scratch.{name}.augment.")
     check_settings(f"params.yaml: scratch.{name}", settings, set(ScratchCNN().get_params()) - set(FIXED))
     precision = engines.resolve("keras", params["backbone"]["precision"])[1]
-    classes = data.class_names(manifest)
-    heldout_split = data.heldout_split(manifest["split"])
+    classes = catalog.class_names(manifest)
+    heldout_split = catalog.heldout_split(manifest["split"])
     if heldout_split is None:
         raise PipelineError("the scratch CNN is scored on a test or validation split and there is none: "
                             "set data.split.test above 0, or scratch: {} in params.yaml")
 
     def split_images(split):
         rows = manifest[manifest["split"] == split]
-        return Features(X=load_images(data.split_files(manifest, split, root), size),
+        return Features(X=load_images(catalog.split_files(manifest, split, root), size),
                         y=np.array([classes.index(c) for c in rows["label"]]),
                         paths=list(rows["path"]), classes=classes, meta={"split": split})
 
     train, heldout = split_images("train"), split_images(heldout_split)
-    stop_split = data.separate_validation_split(manifest["split"])
+    stop_split = catalog.separate_validation_split(manifest["split"])
     stop = split_images(stop_split) if stop_split else None
     cnn = ScratchCNN(augmentation, precision=precision, random_state=params["evaluate"]["seed"], **settings)
     start = time.perf_counter()

@@ -1,11 +1,14 @@
 """Stage train@HEAD: cross-validate one head on the training features, refit, score held-out."""
 from dataclasses import replace
 
-from pipeline import duplicates, evaluation, features, heads, live, outputs, paths
+from pipeline import paths
 from pipeline.cli import entry_point
 from pipeline.config import stage_params
-from pipeline.feature_pass import FeaturePass
-from pipeline.saved_model import SavedModel
+from pipeline.data import duplicates
+from pipeline.features import store
+from pipeline.modeling import evaluation, heads, live, outputs
+from pipeline.modeling.feature_pass import FeaturePass
+from pipeline.modeling.saved_model import SavedModel
 from pipeline.stages import run_name
 
 PARAMS = ("evaluate", "heads.{name}")  # what dvc.yaml's train stage lists
@@ -20,7 +23,7 @@ def main(argv):
     model = heads.make_head(name, spec, seed=seed)
     layer = heads.layer_of(spec)
     train = read(paths.features_file("train"), layer)
-    heldout = paths.heldout_features()
+    heldout = store.heldout_file()
     # A dense head's curves (DVCLive): each CV fold's fit starts them afresh and the final fit comes last.
     with live.logging_to(live.directory(name), dvcyaml=live.own_dvcyaml(name)):
         fitted, result, predictions, out_of_fold = evaluation.evaluate(
@@ -38,7 +41,7 @@ def main(argv):
 
 def read(path, layer):
     """A split's cached arrays of `layer`, one vector per image and view."""
-    cached = features.read(path, heads.LAYERS[layer][0])
+    cached = store.read(path, heads.LAYERS[layer][0])
     return replace(cached, X=heads.vectors(cached.X, layer), augmented=heads.vectors(cached.augmented, layer),
                    flipped=heads.vectors(cached.flipped, layer))
 

@@ -1,0 +1,201 @@
+"""The convolutional bases that turn images into features: a registry of keras.applications networks.
+
+Everything the pipeline knows about a network is its entry in BACKBONES (params.yaml's backbone.name
+picks one); nothing else names one, so adding a network is adding an entry. Importing this module
+loads no TensorFlow: the networks are built by name when needed.
+"""
+import hashlib
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pipeline import PipelineError
+
+IMAGENET = "imagenet"
+# Untrained weights from a fixed seed: for tests and plumbing checks with no download. Their features
+# are near-meaningless for classification.
+RANDOM = "random"
+RANDOM_SEED = 0
+# The HDF5 name of every backbone's intermediate output (`layer: block4` heads, fine-tuning's input),
+# kept from VGG16's block4_pool, where it started, so that existing features and caches stay valid.
+BLOCK4 = "block4_pool"
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """One keras.applications network as the pipeline uses it.
+
+    Changing an existing entry's layers or preprocessing changes its features without changing
+    their provenance: bump pipeline.features.extraction.VERSION then, so cached features are recomputed.
+    """
+
+    name: str  # backbone.name in params.yaml
+    constructor: str  # the keras.applications function that builds it
+    preprocessing: str  # the keras.applications module whose preprocess_input takes its 0-255 RGB images
+    preprocessing_does: str  # what that does, in words, recorded with the features
+    intermediate: str  # the layer whose output is cached: `layer: block4` heads read it averaged over
+    # positions, and fine-tuning starts from it, so the layers before it stay frozen
+    tuned_from: str  # the first layer fine-tuning trains (together with all after it)
+    min_input_size: int = 32  # each network here halves the image five times
+
+    @property
+    def weights_env(self):
+        """The environment variable that points weights: imagenet at a local copy of the official file."""
+        return f"{self.name.upper()}_IMAGENET_WEIGHTS"
+
+    @property
+    def preprocessing_text(self):
+        return f"keras.applications.{self.preprocessing}.preprocess_input ({self.preprocessing_does})"
+
+
+BACKBONES = {entry.name: entry for entry in (
+    Backbone("vgg16", "VGG16", "vgg16", "RGB to BGR, ImageNet mean subtracted",
+             intermediate="block4_pool", tuned_from="block5_conv1"),  # fine-tuning trains block 5
+    Backbone("resnet50v2", "ResNet50V2", "resnet_v2", "scaled to -1..1",
+             intermediate="conv4_block6_out", tuned_from="conv5_block1_preact_bn"),  # stage conv5
+    Backbone("efficientnetv2b0", "EfficientNetV2B0", "efficientnet_v2", "none: the network rescales its input",
+             intermediate="block5e_add", tuned_from="block6a_expand_conv"),  # block 6 and the top conv
+    Backbone("convnext_tiny", "ConvNeXtTiny", "convnext", "none: the network normalises its input",
+             # stage 3, after its downsampling: stage 2's last output is an add that is not a layer
+             intermediate="convnext_tiny_downsampling_block_2",
+             tuned_from="convnext_tiny_stage_3_block_0_depthwise_conv"),
+)}
+DEFAULT = "vgg16"
+WEIGHTS_ENV = BACKBONES[DEFAULT].weights_env  # VGG16_IMAGENET_WEIGHTS
+
+
+def get(name):
+    """The registry entry of backbone.name, or an error listing the choices."""
+    if name not in BACKBONES:
+        raise PipelineError(f"params.yaml: backbone.name is {name!r}; use one of {', '.join(BACKBONES)}")
+    return BACKBONES[name]
+
+
+def weights_source(weights, name=DEFAULT):
+    """What the network should load for backbone.weights: 'imagenet' (a download), 'random', or a local file."""
+    if weights == RANDOM:
+        return RANDOM
+    if weights == IMAGENET:
+        env = get(name).weights_env
+        local = os.environ.get(env)
+        if not local:
+            return IMAGENET
+        weights, origin = local, f"${env}"
+    else:
+        origin = "backbone.weights in params.yaml"
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        raise PipelineError(f"{name} weights file {path} (from {origin}) not found: fix the path")
+    return str(path)
+
+
+def conv_base(weights, input_size, name=DEFAULT):
+    """The network without its classifier, for (input_size, input_size, 3) images.
+
+    weights 'random' reseeds Keras's random generators (RANDOM_SEED), so every process draws the
+    same weights: the feature cache, fine-tuning and predict recognise them by their digest.
+    """
+    from pipeline.quiet_keras import keras
+
+    entry = get(name)
+    if input_size < entry.min_input_size:
+        raise PipelineError(
+            f"params.yaml: backbone.input_size is {input_size}; {name} needs at least {entry.min_input_size}"
+        )
+    source = weights_source(weights, name)
+    if source == RANDOM:
+        keras.utils.set_random_seed(RANDOM_SEED)
+    try:
+        with warnings.catch_warnings():
+            # Keras only warns when a weights file does not match the layers, leaving them random.
+            warnings.simplefilter("error", UserWarning)
+            return getattr(keras.applications, entry.constructor)(
+                include_top=False, weights=None if source == RANDOM else source,
+                input_shape=(input_size, input_size, 3),
+            )
+    except Exception as exc:
+        raise PipelineError(weights_error(entry, source, exc)) from exc
+
+
+def pooling_layer(pooling):
+    """The layer that turns the last feature map into one vector per image."""
+    from pipeline.quiet_keras import keras
+
+    return {
+        "flatten": keras.layers.Flatten,
+        "avg": keras.layers.GlobalAveragePooling2D,
+        "max": keras.layers.GlobalMaxPooling2D,
+    }[pooling](name=f"{pooling}_pooling")
+
+
+def build(weights, input_size, pooling, name=DEFAULT):
+    """The network without its classifier, ending in a flat feature vector per image."""
+    from pipeline.quiet_keras import keras
+
+    base = conv_base(weights, input_size, name)
+    return keras.Model(base.input, pooling_layer(pooling)(base.output), name=f"{name}_{pooling}")
+
+
+def extractor(base, pooling, name=DEFAULT):
+    """One pass that yields both the pooled features and the intermediate output (cached for fine-tuning)."""
+    from pipeline.quiet_keras import keras
+
+    outputs = {"features": pooling_layer(pooling)(base.output), BLOCK4: base.get_layer(get(name).intermediate).output}
+    return keras.Model(base.input, outputs, name=f"{name}_extractor")
+
+
+def top_block(base, name=DEFAULT):
+    """Everything after the intermediate layer, as a model of its output: what fine-tuning runs.
+
+    The same layer objects as `base` (Keras builds a model between two inner tensors of a graph),
+    so training this model trains `base` too.
+    """
+    from pipeline.quiet_keras import keras
+
+    return keras.Model(base.get_layer(get(name).intermediate).output, base.output, name=f"{name}_top")
+
+
+def tuned_layers(base, name=DEFAULT):
+    """The layers fine-tuning trains: from tuned_from on, but batch normalisation.
+
+    Batch normalisation stays frozen in inference mode, as Keras advises for fine-tuning: its
+    statistics from a few small batches would replace ImageNet's and shift every later layer.
+    """
+    from pipeline.quiet_keras import keras
+
+    start = base.layers.index(base.get_layer(get(name).tuned_from))
+    return [layer for layer in base.layers[start:] if not isinstance(layer, keras.layers.BatchNormalization)]
+
+
+def weights_error(entry, source, exc):
+    reason = f"{type(exc).__name__}: {exc}".replace("\n", " ")[:300]
+    if source == IMAGENET:
+        return (
+            f"could not download the ImageNet {entry.name} weights ({reason}). Offline? Set "
+            f"{entry.weights_env}=/path/to/its keras.applications notop .h5 file, "
+            "or backbone.weights in params.yaml to a local weights file"
+        )
+    return f"could not load {entry.name} conv-base weights from {source} ({reason}): is it the notop file?"
+
+
+def weights_digest(model):
+    """sha256 of the weight values: the same numbers hash the same, whatever file they came from."""
+    digest = hashlib.sha256()
+    for array in model.get_weights():
+        digest.update(np.ascontiguousarray(array, dtype=np.float32).tobytes())
+    return digest.hexdigest()
+
+
+def preprocessing_function(name=DEFAULT):
+    """The network's own preprocess_input: 0-255 RGB arrays or Keras tensors in, what it expects out."""
+    from pipeline.quiet_keras import keras
+
+    return getattr(keras.applications, get(name).preprocessing).preprocess_input
+
+
+def preprocess(images, name=DEFAULT):
+    # preprocess_input may work in place: work on a copy, the caller may reuse `images`.
+    return np.asarray(preprocessing_function(name)(np.array(images, dtype=np.float32)), dtype=np.float32)

@@ -1,0 +1,268 @@
+"""What runs the backbone's forward pass: Keras itself, or the same graph compiled by OpenVINO or ONNX Runtime.
+
+On a CPU the forward pass is nearly all of feature extraction (decoding and resizing run some 50
+times faster). On CPUs with bfloat16 instructions, bfloat16 arithmetic runs it about twice as fast
+as float32, in OpenVINO and in Keras alike; in float32 neither OpenVINO nor ONNX Runtime beats Keras
+on 2 cores (benchmarks/engine_speed.py). bfloat16 changes the features slightly (cosine to float32's
+above 0.9998), so the engine and precision are part of each features file's provenance.
+
+TensorFlow, OpenVINO and ONNX Runtime are imported only when needed: importing this module loads none.
+"""
+import importlib
+import importlib.util
+import logging
+import warnings
+import weakref
+from pathlib import Path
+
+import numpy as np
+
+from pipeline import PipelineError
+
+ENGINES = ("keras", "openvino", "onnxruntime")
+PRECISIONS = ("fp32", "bf16")
+AUTO = "auto"
+# What to install for an engine that is missing (the versions tested with this module).
+INSTALL = {
+    "openvino": "openvino==2026.4.1",
+    "onnxruntime": "onnxruntime==1.32.0 tf2onnx==1.17.0 onnx==1.23.2",
+}
+# Python modules each engine needs: ONNX Runtime runs the model, tf2onnx converts it for it.
+MODULES = {"keras": ("keras",), "openvino": ("openvino",), "onnxruntime": ("onnxruntime", "tf2onnx")}
+OPENVINO_PRECISION = {"fp32": "f32", "bf16": "bf16"}
+ONNX_OPSET = 17
+# CPU flags (Linux /proc/cpuinfo) of bfloat16 arithmetic in hardware; without them TensorFlow
+# emulates bfloat16, slower than float32.
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+
+# model -> {(engine, precision): compiled callable}: a model is converted once per process.
+_compiled = weakref.WeakKeyDictionary()
+
+
+def resolve(engine, precision):
+    """(engine, precision) that will run here, for backbone.engine and backbone.precision.
+
+    'auto' engine: Keras when TensorFlow sees a GPU, else OpenVINO where installed, else Keras.
+    'auto' precision: bf16 where the engine and this CPU run it, else fp32. Explicit values that
+    cannot run here are a PipelineError saying what to change; nothing falls back silently.
+    """
+    if engine == AUTO:
+        engine = "openvino" if not missing_modules("openvino") and not tensorflow_sees_gpu() else "keras"
+    if engine not in ENGINES:
+        raise PipelineError(f"params.yaml: backbone.engine is {engine!r}; use one of {AUTO}, {', '.join(ENGINES)}")
+    missing = missing_modules(engine)
+    if missing:
+        raise PipelineError(
+            f"params.yaml: backbone.engine is {engine} but {' and '.join(missing)} "
+            f"{'is' if len(missing) == 1 else 'are'} not installed: pip install {INSTALL[engine]}, "
+            "or set backbone.engine: keras"
+        )
+    if precision not in (AUTO, *PRECISIONS):
+        raise PipelineError(
+            f"params.yaml: backbone.precision is {precision!r}; use one of {AUTO}, {', '.join(PRECISIONS)}"
+        )
+    supported, why_not = precisions(engine)
+    if precision == AUTO:
+        return engine, "bf16" if "bf16" in supported else "fp32"
+    if precision not in supported:
+        raise PipelineError(
+            f"params.yaml: backbone.precision is {precision} but {why_not}: "
+            f"set backbone.precision: fp32 (or {AUTO})"
+        )
+    return engine, precision
+
+
+def precisions(engine):
+    """(precisions `engine` runs on this machine, why not bf16 when it does not)."""
+    if engine == "onnxruntime":
+        return ("fp32",), "ONNX Runtime's CPU kernels have no bfloat16 convolutions"
+    if engine == "openvino":
+        capabilities = openvino_capabilities()
+        if "BF16" in capabilities:
+            return PRECISIONS, None
+        return ("fp32",), f"OpenVINO finds no bfloat16 support on this CPU (it has {', '.join(capabilities)})"
+    if cpu_has_bf16():
+        return PRECISIONS, None
+    flags = " or ".join(BF16_CPU_FLAGS)
+    return ("fp32",), f"this CPU has no bfloat16 instructions ({flags}), so Keras would emulate it slowly"
+
+
+def provenance(engine, precision):
+    """What to store beside the features: the same model gives slightly different numbers per engine."""
+    version = importlib.import_module(MODULES[engine][0]).__version__.split("-")[0]  # OpenVINO appends its build
+    return {"engine": engine, "precision": precision, "engine_version": f"{engine} {version}"}
+
+
+def compile_for(model, engine, precision):
+    """A callable batch -> {output name: float32 array} running `model` with `engine` at `precision`.
+
+    `model` is a keras.Model (outputs a dict, as pipeline.features.backbone.extractor's, or one tensor, named
+    'features'); a batch is float32 (n, size, size, 3), already preprocessed, any n >= 1. The
+    conversion is done once per model, engine and precision in this process (Keras fp32 has none).
+    Call `resolve` first: this does not check that the engine runs here.
+    """
+    if engine not in ENGINES or precision not in PRECISIONS:
+        raise ValueError(f"unknown engine or precision {engine!r}, {precision!r}: call resolve() first")
+    if engine == "keras" and precision == "fp32":
+        # nothing to convert; and a cached runner would hold `model`, keeping it alive in _compiled
+        return keras_runner(model, precision)
+    cache = _compiled.setdefault(model, {})
+    if (engine, precision) not in cache:
+        builder = {"keras": keras_runner, "openvino": openvino_runner, "onnxruntime": onnxruntime_runner}[engine]
+        cache[engine, precision] = builder(model, precision)
+    return cache[engine, precision]
+
+
+def output_names(model):
+    """The names of the model's outputs, in the order of the dict compile_for returns."""
+    return list(model.output) if isinstance(model.output, dict) else ["features"]
+
+
+def as_float32_dict(outputs, names):
+    if not isinstance(outputs, dict):
+        outputs = dict(zip(names, [outputs]))
+    return {name: np.asarray(outputs[name], dtype=np.float32) for name in names}
+
+
+def keras_runner(model, precision):
+    names = output_names(model)
+    if precision == "bf16":
+        model = bfloat16_copy(model)  # a model of its own: the runner holds no reference to the original
+    return lambda batch: as_float32_dict(model.predict_on_batch(batch), names)
+
+
+def bfloat16_copy(model):
+    """The same model, weights and all, computing in bfloat16 (Keras's mixed_bfloat16: weights stay float32)."""
+    from pipeline.quiet_keras import keras
+
+    def mixed(layer):
+        config = layer.get_config()
+        if not isinstance(layer, keras.layers.InputLayer) and "dtype" in config:
+            config["dtype"] = "mixed_bfloat16"
+        return layer.__class__.from_config(config)
+
+    copy = keras.models.clone_model(model, clone_function=mixed)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def openvino_runner(model, precision):
+    import openvino
+
+    names = output_names(model)
+    with warnings.catch_warnings():
+        # Keras warns that OpenVINO's tracing passes its input as a tuple; the graph is the same.
+        warnings.simplefilter("ignore", UserWarning)
+        converted = openvino.convert_model(model)
+    compiled = openvino.Core().compile_model(converted, "CPU", {
+        # needed for fp32 too: OpenVINO computes in bfloat16 by default on CPUs that have it
+        "INFERENCE_PRECISION_HINT": OPENVINO_PRECISION[precision],
+        # Threads pinned to cores wait whenever another process runs there: on 2 shared cores,
+        # unpinned ran 1.2-1.5x faster (benchmarks/engine_speed.py notes).
+        "ENABLE_CPU_PINNING": False,
+    })
+    ports = match_outputs(names, [(port, port.get_names()) for port in compiled.outputs])
+    request = compiled.create_infer_request()
+
+    def run(batch):
+        results = request.infer({0: np.ascontiguousarray(batch, dtype=np.float32)})
+        # copies: the request reuses its output buffers on the next call
+        return {name: np.array(results[port], dtype=np.float32) for name, port in ports.items()}
+
+    return run
+
+
+def onnxruntime_runner(model, precision):
+    # TensorFlow first, through quiet_keras: tf2onnx imports it, with its start-up noise
+    from pipeline.quiet_keras import tensorflow  # noqa: F401, I001
+    import onnxruntime
+    import tf2onnx
+
+    graph, input_name, outputs = frozen_graph(model)
+    logging.getLogger("tf2onnx").setLevel(logging.ERROR)
+    proto, _ = tf2onnx.convert.from_graph_def(graph, input_names=[input_name], output_names=list(outputs.values()),
+                                              opset=ONNX_OPSET)
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3  # errors only
+    try:
+        session = onnxruntime.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # an op tf2onnx left unconverted: the model cannot run here, whatever the input
+        raise PipelineError(cannot_convert(model, f"{type(exc).__name__}: {exc}")) from exc
+    found = {name: outputs[name] for name in output_names(model)}
+
+    def run(batch):
+        arrays = session.run(list(found.values()), {input_name: np.ascontiguousarray(batch, dtype=np.float32)})
+        return {name: np.asarray(array, dtype=np.float32) for name, array in zip(found, arrays)}
+
+    return run
+
+
+def frozen_graph(model):
+    """(GraphDef, input tensor name, {output name: tensor name}) of the model with its weights as constants.
+
+    Freezing first also turns tensors the graph captures (the mean and variance of a Normalization
+    layer, as EfficientNetV2 has) into constants, which tf2onnx's own tracing left as missing inputs.
+    Functions that freezing cannot inline (XLA-compiled ones: Keras runs grouped convolutions, as
+    ConvNeXt's, that way on a CPU) tf2onnx cannot convert: that is an error here, before it tries.
+    """
+    from pipeline.quiet_keras import tensorflow as tf  # noqa: I001 (first: TensorFlow's start-up noise filtered)
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    signature = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32, name="images")
+    traced = tf.function(lambda images: model(images, training=False)).get_concrete_function(signature)
+    frozen = convert_variables_to_constants_v2(traced, aggressive_inlining=True)
+    graph = frozen.graph.as_graph_def()
+    calls = [node.name for node in graph.node if node.op in ("StatefulPartitionedCall", "PartitionedCall")]
+    if calls:
+        raise PipelineError(cannot_convert(model, f"tf2onnx cannot convert compiled functions, as {calls[0]}"))
+    structured = traced.structured_outputs  # freezing keeps the tensors' names, not this dict
+    outputs = structured if isinstance(structured, dict) else {"features": structured}
+    return graph, frozen.inputs[0].name, {name: tensor.name for name, tensor in outputs.items()}
+
+
+def cannot_convert(model, reason):
+    reason = reason.replace("\n", " ")[:300]
+    return f"ONNX Runtime cannot run {model.name} ({reason}): set backbone.engine: keras or openvino"
+
+
+def match_outputs(names, outputs):
+    """{model output name: engine output} from (engine output, its names) pairs; one unnamed output is 'features'."""
+    if len(names) == 1 and len(outputs) == 1:
+        return {names[0]: outputs[0][0]}
+    found = {name: output for name in names for output, aliases in outputs if name in aliases}
+    if len(found) != len(names):
+        raise RuntimeError(f"converted model has outputs {[sorted(a) for _, a in outputs]}, expected {names}")
+    return found
+
+
+def missing_modules(engine):
+    """The modules `engine` needs that cannot be imported here."""
+    return [name for name in MODULES[engine] if not importable(name)]
+
+
+def importable(name):
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):  # ValueError: a module set to None in sys.modules (blocked)
+        return False
+
+
+def openvino_capabilities():
+    import openvino
+
+    return list(openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+
+
+def cpu_has_bf16(cpuinfo=Path("/proc/cpuinfo")):
+    try:
+        flags = cpuinfo.read_text().split()
+    except OSError:  # not Linux: no way to tell, so no bfloat16
+        return False
+    return any(flag in flags for flag in BF16_CPU_FLAGS)
+
+
+def tensorflow_sees_gpu():
+    """Whether Keras would run on a GPU here (loads TensorFlow: only asked when OpenVINO is the alternative)."""
+    from pipeline.quiet_keras import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))

@@ -1,0 +1,112 @@
+"""The backbone over image files: each image's views (as it is, mirrored, augmented copies) as arrays.
+
+An `Extractor` holds only its settings until `load`, so a Ray worker can receive it and load
+the network itself.
+"""
+import hashlib
+import json
+
+import numpy as np
+
+from pipeline.data import augment
+from pipeline.data.images import load_image
+from pipeline.features import backbone, engines
+
+# Bump when decoding, resizing or preprocessing change: cached features then stop matching.
+VERSION = 1
+
+
+class Extractor:
+    """A registered backbone (pipeline.features.backbone) with its pooling, run by `engine` at `precision`:
+    0-255 RGB images in, {output: array} out."""
+
+    def __init__(self, weights, input_size, pooling, engine="keras", precision="fp32", backbone=backbone.DEFAULT):
+        self.weights = weights
+        self.input_size = input_size
+        self.pooling = pooling
+        self.engine = engine
+        self.precision = precision
+        self.backbone = backbone
+
+    def unloaded(self):
+        """A copy holding only the settings: what a worker receives, to load there."""
+        return Extractor(self.weights, self.input_size, self.pooling, self.engine, self.precision, self.backbone)
+
+    def load(self):
+        base = backbone.conv_base(self.weights, self.input_size, self.backbone)
+        self.weights_sha256_ = backbone.weights_digest(base)
+        self.run_ = engines.compile_for(backbone.extractor(base, self.pooling, self.backbone), self.engine,
+                                        self.precision)
+        return self
+
+    def __call__(self, images):
+        return self.run_(backbone.preprocess(images, self.backbone))  # engines give float32 arrays
+
+    def provenance(self):
+        """What produced the features (the weights by their digest), stored beside them and checked before reuse.
+
+        For VGG16 it is what it was before other backbones came, so its cached features stay valid.
+        """
+        return {
+            "backbone": self.backbone,
+            "weights_sha256": self.weights_sha256_,
+            "input_size": self.input_size,
+            "pooling": self.pooling,
+            **engines.provenance(self.engine, self.precision),  # with the engine's version
+            "preprocessing": backbone.get(self.backbone).preprocessing_text,
+            "extraction_version": VERSION,
+        }
+
+
+class View:
+    """One way of showing every image to the network; its arrays are stored as <output><suffix>."""
+
+    def __init__(self, suffix, copies=None):
+        self.suffix = suffix
+        self.copies = copies
+
+    @property
+    def id(self):
+        """The view's name in the per-image cache: the augmented one names its settings, which decide the copies."""
+        if self.copies is None:
+            return self.suffix.strip("_") or "image"
+        settings = {"count": self.copies.count, "seed": self.copies.seed, "flip": bool(self.copies.flip),
+                    "factors": self.copies.factors.tolist()}
+        return f"augmented-{hashlib.sha256(json.dumps(settings).encode()).hexdigest()[:16]}"
+
+    def __call__(self, extractor, images, keys):
+        """{output: (n, ...)} arrays, or (n, copies, ...) for augmented copies, of n images with sha256 `keys`."""
+        if self.copies is None:
+            return extractor(augment.mirror(images) if self.suffix else images)
+        extra = self.copies(images, keys)
+        flat = extractor(extra.reshape(-1, *images.shape[1:]))
+        return {name: array.reshape(len(images), self.copies.count, *array.shape[1:]) for name, array in flat.items()}
+
+
+IMAGE = View("")
+FLIPPED = View("_flipped")
+
+
+def views(copies=None, mirrored=False):
+    """The views a split needs: the images, their augmented copies (if `copies` makes any), their mirror images."""
+    return [IMAGE] + ([View("_augmented", copies)] if copies is not None and copies.count else []) + (
+        [FLIPPED] if mirrored else [])
+
+
+def batches(extractor, view, files, keys, batch_size):
+    """Yield (keys, {output: array}) for `files` one batch at a time, so memory stays flat."""
+    for start in range(0, len(files), batch_size):
+        images = np.stack([load_image(f, extractor.input_size) for f in files[start:start + batch_size]])
+        batch_keys = keys[start:start + batch_size]
+        yield batch_keys, view(extractor, images, batch_keys)
+
+
+def arrays(extractor, view, files, keys, batch_size):
+    """{output: array} of one view of all `files`, computed batch by batch."""
+    parts = [outputs for _, outputs in batches(extractor, view, files, keys, batch_size)]
+    return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+
+
+def fill_cache(extractor, cache, view, files, keys, batch_size):
+    """Compute `view` of `files` into the cache under `keys`: one shard, the unit of work of every runner."""
+    cache.add(view.id, keys, arrays(extractor, view, files, keys, batch_size))

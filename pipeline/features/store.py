@@ -1,0 +1,82 @@
+"""The features files the heads read: one HDF5 per split, assembled from the per-image cache.
+
+Each file holds, per image, the pooled features and block 4's output (what fine-tuning
+starts from), and optionally the same for augmented copies (`<name>_augmented`, training
+split) and for the mirror image (`<name>_flipped`, for test-time augmentation). Its attributes
+say what produced them, and `seconds` how long this run took to extract and write them.
+"""
+import json
+import time
+from dataclasses import dataclass
+
+import h5py
+import numpy as np
+
+from pipeline import PipelineError, paths
+from pipeline.data import catalog
+from pipeline.files import atomic_path
+
+
+@dataclass
+class Features:
+    X: np.ndarray  # (images, ...) one row per image
+    y: np.ndarray  # indices into classes
+    paths: list
+    classes: list
+    meta: dict
+    augmented: np.ndarray | None = None  # (images, copies, ...)
+    flipped: np.ndarray | None = None  # (images, ...) of the mirror images
+
+    def views(self):
+        """(images, 1 + copies, ...): each image's own row first, then its augmented copies."""
+        if self.augmented is None:
+            return self.X[:, None]
+        return np.concatenate([self.X[:, None], self.augmented], axis=1)
+
+
+def write(path, chunks, labels, rel_paths, classes, meta, started):
+    """Write one split from `chunks` ({name: rows} in image order); `started` is when its extraction began."""
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
+        row = 0
+        for arrays in chunks:
+            for name, array in arrays.items():
+                if name not in h5:
+                    h5.create_dataset(name, shape=(len(labels), *array.shape[1:]), dtype="float32")
+                h5[name][row:row + len(array)] = array
+            row += len(next(iter(arrays.values())))
+        h5["labels"] = np.asarray(labels, dtype=np.int64)
+        h5["paths"] = np.asarray(rel_paths, dtype=h5py.string_dtype())
+        h5.attrs.update(meta)
+        h5.attrs["classes"] = json.dumps(classes)
+        h5.attrs["seconds"] = time.perf_counter() - started
+
+
+def read(path, name="features"):
+    """The `name` arrays of a split (features, or block4_pool for fine-tuning) with labels and paths."""
+    try:
+        with h5py.File(path, "r") as h5:
+            attrs = dict(h5.attrs)
+            optional = {view: h5[f"{name}_{view}"][:] for view in ("augmented", "flipped")
+                        if f"{name}_{view}" in h5}
+            return Features(
+                X=h5[name][:],
+                y=h5["labels"][:],
+                paths=[p.decode() for p in h5["paths"][:]],
+                classes=json.loads(attrs.pop("classes")),
+                meta=attrs,
+                **optional,
+            )
+    except (OSError, KeyError) as exc:
+        raise PipelineError(f"cannot read {name} from {path} ({exc}): run `dvc repro features`") from exc
+
+
+def read_meta(path):
+    """The attributes of a features file and its image count, without loading the arrays."""
+    with h5py.File(path, "r") as h5:
+        return {**h5.attrs, "images": len(h5["labels"])}
+
+
+def heldout_file():
+    """The features file of the split that results are reported on, or None if there is none."""
+    split = catalog.heldout_split(s for s in catalog.SPLITS if paths.features_file(s).exists())
+    return split and paths.features_file(split)

@@ -1,0 +1,214 @@
+"""Score every model the same way: k-fold CV on train (where affordable) and held-out scores.
+
+Augmented copies of a training image, and copies of the image elsewhere in the training folders,
+stay in its fold: a fold is never scored on a twin of an image it trained on, and it is scored on
+the images themselves, not on their augmented copies.
+"""
+import inspect
+import time
+
+import numpy as np
+import pandas as pd
+from joblib import Parallel, cpu_count, delayed
+from sklearn import metrics
+from sklearn.base import clone
+from sklearn.model_selection import StratifiedGroupKFold
+from sklearn.pipeline import Pipeline
+from threadpoolctl import threadpool_limits
+
+from pipeline import PipelineError
+
+METRICS = ("accuracy", "balanced_accuracy", "f1_macro", "roc_auc", "log_loss")
+
+
+def average_with_mirror(proba_of, X, mirrored=None):
+    """proba_of(X), averaged with proba_of(mirrored) when the mirror images' inputs are given: test-time augmentation.
+
+    The one place the flip is averaged: the held-out scores and `predict` both come through here.
+    """
+    views = [X] if mirrored is None else [X, mirrored]
+    proba = np.mean([np.asarray(proba_of(view), dtype=np.float64) for view in views], axis=0)
+    return proba / proba.sum(axis=1, keepdims=True)  # float32 outputs miss 1 by more than log_loss allows
+
+
+def class_columns(model, X, n_classes):
+    """A scikit-learn classifier's probabilities with one column per class, also had it seen only some classes."""
+    proba = np.zeros((len(X), n_classes))
+    proba[:, model.classes_] = model.predict_proba(X)
+    return proba
+
+
+def scores(y_true, proba):
+    """All METRICS for integer labels and an (n, n_classes) probability matrix."""
+    labels = np.arange(proba.shape[1])
+    y_pred = proba.argmax(axis=1)
+    return {
+        "accuracy": metrics.accuracy_score(y_true, y_pred),
+        "balanced_accuracy": metrics.balanced_accuracy_score(y_true, y_pred),
+        "f1_macro": metrics.f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0),
+        "roc_auc": roc_auc(y_true, proba),
+        "log_loss": metrics.log_loss(y_true, proba, labels=labels),
+    }
+
+
+def roc_auc(y_true, proba):
+    if len(np.unique(y_true)) < proba.shape[1]:
+        return float("nan")  # undefined when a class is absent from the scored images
+    if proba.shape[1] == 2:
+        return metrics.roc_auc_score(y_true, proba[:, 1])
+    return metrics.roc_auc_score(y_true, proba, multi_class="ovr")
+
+
+def predict_proba(model, X, n_classes, flipped=None):
+    """Probabilities with one column per class, also for a model that saw only some classes.
+
+    With `flipped` (the mirror images' features), the average over both: test-time augmentation.
+    """
+    return average_with_mirror(lambda rows: class_columns(model, rows, n_classes), X, flipped)
+
+
+def fit(model, X, y, groups=None):
+    """A fitted clone of `model`, and the seconds it took; `groups` (one per row) reach estimators that take them."""
+    start = time.perf_counter()
+    try:
+        fitted = clone(model).fit(X, y, **group_params(model, groups))
+    except ValueError as exc:  # scikit-learn's way of rejecting a setting's value
+        raise PipelineError(f"fitting failed ({exc}): check the settings in params.yaml") from exc
+    return fitted, time.perf_counter() - start
+
+
+def group_params(model, groups):
+    """{"groups": ...} for an estimator whose fit takes them (the dense head stops early on whole
+    images, not on rows that have twins in its fit), routed to the last step of a pipeline."""
+    final = model[-1] if isinstance(model, Pipeline) else model
+    if groups is None or "groups" not in inspect.signature(final.fit).parameters:
+        return {}
+    return {f"{model.steps[-1][0]}__groups" if isinstance(model, Pipeline) else "groups": groups}
+
+
+def grouped_folds(y, n_views, folds, seed, groups=None):
+    """Yield (train rows, test rows) of stratified k-fold CV over images with `n_views` rows each.
+
+    Rows are image-major (row = image * n_views + view, view 0 the image itself). Images, not
+    rows, are split, and images sharing a group (copies of one another) land in the same fold;
+    a fold trains on every view of its images and tests on view 0 of the others.
+    """
+    smallest = np.bincount(y).min()
+    if smallest < folds:
+        raise PipelineError(
+            f"evaluate.folds is {folds} but the smallest class has only "
+            f"{smallest} training images: lower evaluate.folds"
+        )
+    groups = np.arange(len(y)) if groups is None else np.asarray(groups)
+    splitter = StratifiedGroupKFold(folds, shuffle=True, random_state=seed)
+    for train, test in splitter.split(np.zeros(len(y)), y, groups):
+        yield (train[:, None] * n_views + np.arange(n_views)).ravel(), test * n_views
+
+
+def cross_validate(model, views, y, n_classes, folds, seed, groups=None, n_jobs=None):
+    """Out-of-fold probabilities, each image's fold, and per-fold scores; `views` is (images, views, features).
+
+    `groups` (one per image) keeps copies of an image in one fold; without it every image is its own.
+    `n_jobs` folds fit at once, in threads (None: fold_jobs(model)).
+    """
+    n_images, n_views = views.shape[:2]
+    groups = np.arange(n_images) if groups is None else np.asarray(groups)
+    rows = views.reshape(n_images * n_views, -1)
+    row_labels, row_groups = np.repeat(y, n_views), np.repeat(groups, n_views)
+    splits = list(grouped_folds(y, n_views, folds, seed, groups))
+
+    def fold(train, test):
+        fitted, _ = fit(model, rows[train], row_labels[train], row_groups[train])
+        return predict_proba(fitted, rows[test], n_classes)
+
+    n_jobs = min(fold_jobs(model) if n_jobs is None else n_jobs, len(splits))
+    # Threads share the rows; the cores' BLAS threads are divided between them rather than multiplied.
+    with threadpool_limits(max(1, cpu_count() // n_jobs) if n_jobs > 1 else None, user_api="blas"):
+        probabilities = Parallel(n_jobs=n_jobs, prefer="threads")(delayed(fold)(*split) for split in splits)
+    out_of_fold, fold_of = np.zeros((n_images, n_classes)), np.zeros(n_images, dtype=int)
+    per_fold = []
+    for number, ((_, test), proba) in enumerate(zip(splits, probabilities)):
+        images = test // n_views
+        out_of_fold[images], fold_of[images] = proba, number
+        per_fold.append(scores(y[images], proba))
+    return out_of_fold, fold_of, pd.DataFrame(per_fold)
+
+
+def fold_jobs(model):
+    """How many CV folds fit at once: one per core, or one for an estimator that says it must fit alone.
+
+    libsvm, liblinear and much of numpy run on one core, so folds side by side use the others; a
+    Keras head (parallel_folds = False) seeds Keras's one global random state, which threads would share.
+    """
+    final = model[-1] if isinstance(model, Pipeline) else model
+    return cpu_count() if getattr(final, "parallel_folds", True) else 1
+
+
+def cv_summary(per_fold):
+    return {name: {"mean": per_fold[name].mean(), "std": per_fold[name].std(ddof=1)} for name in METRICS}
+
+
+def outcome(proba, scored, classes, split):
+    """(held-out scores, predictions table) for probabilities over the images of `scored`."""
+    classes = np.asarray(classes)
+    predictions = pd.DataFrame({
+        "path": scored.paths,
+        "split": split,
+        "actual": classes[scored.y],
+        "predicted": classes[proba.argmax(axis=1)],
+        "probability": proba.max(axis=1),
+    })
+    return {"split": split, "images": len(scored.y), **scores(scored.y, proba)}, \
+        pd.concat([predictions, probability_columns(proba, classes)], axis=1)
+
+
+def probability_columns(proba, classes):
+    """One `p_<class>` column per class: what the ensemble averages and the label check reads."""
+    return pd.DataFrame(proba, columns=[f"p_{c}" for c in classes])
+
+
+def class_probabilities(proba, scored, classes, fold):
+    """path, actual label, CV fold and the class probabilities of every training image."""
+    known = pd.DataFrame({"path": scored.paths, "actual": np.asarray(classes)[scored.y], "fold": fold})
+    return pd.concat([known, probability_columns(proba, classes)], axis=1)
+
+
+def evaluate(model, train, heldout, folds, seed, tta=False, groups=None, n_jobs=None):
+    """Return (fitted model, metrics dict, predictions, out-of-fold probabilities) for one head.
+
+    `train` and `heldout` are pipeline.features.store.Features; `heldout` may be None, and then
+    the predictions are CV's out-of-fold ones. Training uses every view (image and copies).
+    `groups` (one per training image) keeps copies of an image together, in CV folds and in
+    early stopping. The out-of-fold probabilities of every training image are a class_probabilities table.
+    `n_jobs`: as in cross_validate.
+    """
+    n_classes = len(train.classes)
+    views = train.views()
+    groups = np.arange(len(train.y)) if groups is None else np.asarray(groups)
+    start = time.perf_counter()
+    out_of_fold, fold_of, per_fold = cross_validate(model, views, train.y, n_classes, folds, seed, groups, n_jobs)
+    cv_seconds = time.perf_counter() - start
+    n_views = views.shape[1]
+    fitted, fit_seconds = fit(model, views.reshape(-1, views.shape[-1]), np.repeat(train.y, n_views),
+                              np.repeat(groups, n_views))
+    result = {"cv": cv_summary(per_fold), "cv_seconds": cv_seconds, "fit_seconds": fit_seconds,
+              "training_views": int(views.shape[1])}
+    if heldout is None:
+        _, predictions = outcome(out_of_fold, train, train.classes, "cv")  # scores: the CV ones
+    else:
+        flipped = heldout.flipped if tta else None
+        proba = predict_proba(fitted, heldout.X, n_classes, flipped)
+        result["heldout"], predictions = outcome(proba, heldout, train.classes, heldout.meta["split"])
+        result["tta"] = flipped is not None
+    return fitted, to_builtin(result), predictions, class_probabilities(out_of_fold, train, train.classes, fold_of)
+
+
+def to_builtin(value):
+    """numpy scalars to plain floats, NaN to None: JSON that DVC and people can read."""
+    if isinstance(value, dict):
+        return {k: to_builtin(v) for k, v in value.items()}
+    if isinstance(value, (float, np.floating)):
+        return None if np.isnan(value) else round(float(value), 6)
+    if isinstance(value, (np.integer, np.bool_)):
+        return value.item()
+    return value

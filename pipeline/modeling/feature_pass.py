@@ -1,0 +1,49 @@
+"""A head's preprocessing: image files to the vectors it reads, by the backbone pass its training features came from.
+
+Kept apart from saved_model so that only the train stage, which saves heads, depends on the backbone
+code: the scratch CNN and fine-tuning save models of images and never run this.
+"""
+from pipeline import PipelineError
+from pipeline.modeling import heads
+
+# What decides a backbone's outputs: two heads whose features agree on these share one pass over the files.
+PASS_KEYS = ("backbone", "weights_sha256", "input_size", "pooling", "engine", "precision")
+
+
+class FeaturePass:
+    """The backbone as it made a head's training features (`provenance`: the features file's attributes), and
+    the head's `layer` (a key of pipeline.modeling.heads.LAYERS)."""
+
+    def __init__(self, provenance, layer="block5"):
+        self.provenance = provenance
+        self.layer = layer
+
+    def __call__(self, files, mirrored=False, weights=None, batch_size=32, passes=None):
+        """(vectors of `files`, vectors of their mirror images or None).
+
+        `weights`: the backbone's weights file, when not the one recorded; `passes`: a dict kept between heads
+        on the same files, which keeps each backbone's outputs for the next head that reads them.
+        """
+        passes = {} if passes is None else passes
+        key = (*(str(self.provenance[name]) for name in PASS_KEYS), bool(mirrored))
+        if key not in passes:
+            passes[key] = self.outputs(files, mirrored, weights, batch_size)
+        name = heads.LAYERS[self.layer][0]
+        flipped = heads.vectors(passes[key][f"{name}_flipped"], self.layer) if mirrored else None
+        return heads.vectors(passes[key][name], self.layer), flipped
+
+    def outputs(self, files, mirrored, weights, batch_size):
+        """{output: array} over `files` and, if `mirrored`, their mirror images (as `<output>_flipped`), on the
+        engine and at the precision the features were extracted with."""
+        from pipeline.features import backbone, engines, extraction  # TensorFlow loads only when a head predicts
+
+        meta = self.provenance
+        name = meta["backbone"]
+        engine, precision = engines.resolve(meta["engine"], meta["precision"])
+        extractor = extraction.Extractor(backbone.weights_source(weights or meta["weights"], name),
+                                         int(meta["input_size"]), meta["pooling"], engine, precision, name).load()
+        if extractor.weights_sha256_ != meta["weights_sha256"]:
+            raise PipelineError(f"these {name} weights differ from the ones the model was trained on: pass the "
+                                f"same weights with --weights (or the same {backbone.get(name).weights_env})")
+        return {f"{name}{view.suffix}": array for view in extraction.views(mirrored=mirrored)
+                for name, array in extraction.arrays(extractor, view, files, [None] * len(files), batch_size).items()}

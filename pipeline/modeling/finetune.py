@@ -1,0 +1,111 @@
+"""Fine-tuning the top of the backbone (VGG16's block 5) together with a dense head already trained on its features.
+
+The layers up to the backbone's intermediate one (VGG16's blocks 1-4) stay frozen, so their output
+for every image (and augmented copy) is computed once by the features stage; training then runs
+only the top part and the head. The trained layers are shared with a whole-network model, which is
+what gets saved and labels new images. pipeline.features.backbone's registry says where each network is cut.
+"""
+import time
+
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.preprocessing import StandardScaler
+
+from pipeline import PipelineError
+from pipeline.features import backbone
+from pipeline.modeling import networks
+from pipeline.modeling.evaluation import average_with_mirror
+from pipeline.modeling.heads import DenseHead
+from pipeline.quiet_keras import keras
+
+
+def head_layers(head):
+    """Keras layers doing what a fitted (scaler, DenseHead) scikit-learn pipeline does."""
+    *scalers, (_, dense) = head.steps
+    if not isinstance(dense, DenseHead):
+        raise PipelineError(f"fine-tuning needs a head of type dense, not {type(dense).__name__}")
+    if any(isinstance(scaler, StandardScaler) for _, scaler in scalers):
+        # Measured on mri-alzheimer: the loss went from 0.007 to 1e6 in two epochs, then NaN.
+        raise PipelineError(
+            "fine-tuning needs a dense head with scale: l2 or none; standardising blows up the "
+            "features that barely varied in training as soon as block 5 changes, and training diverges"
+        )
+    return [keras.layers.UnitNormalization() for _ in scalers] + [dense.model_]
+
+
+class FineTuner(ClassifierMixin, BaseEstimator):
+    """The backbone's top part + a pretrained dense head, trained with SGD on the cached intermediate output.
+
+    `class_weight` 'balanced' weights each class by n_images / (n_classes * its images) (networks.class_weights).
+    """
+
+    def __init__(self, head=None, weights="imagenet", input_size=150, pooling="flatten",
+                 learning_rate=1e-4, momentum=0.9, epochs=20, patience=3, batch_size=32, class_weight=None,
+                 expected_sha256=None, random_state=0, backbone=backbone.DEFAULT):
+        self.head = head
+        self.weights = weights
+        self.input_size = input_size
+        self.pooling = pooling
+        self.learning_rate = learning_rate
+        self.momentum = momentum
+        self.epochs = epochs
+        self.patience = patience
+        self.batch_size = batch_size
+        self.class_weight = class_weight
+        self.expected_sha256 = expected_sha256
+        self.random_state = random_state
+        self.backbone = backbone
+
+    def build(self):
+        """Set model_ (preprocessed images -> probabilities) and cached_ (intermediate output -> the same).
+
+        Both share their layers: training cached_ trains model_."""
+        entry = backbone.get(self.backbone)
+        base = backbone.conv_base(self.weights, self.input_size, entry.name)
+        if self.expected_sha256 and backbone.weights_digest(base) != self.expected_sha256:
+            raise PipelineError(
+                f"the {entry.name} weights differ from the ones the cached features were made with: "
+                f"run `dvc repro features` (or set the same {entry.weights_env})"
+            )
+        keras.utils.set_random_seed(self.random_state)  # after the base: weights 'random' reseed to draw theirs
+        top_part = backbone.top_block(base, entry.name)
+        tuned = {id(layer) for layer in backbone.tuned_layers(base, entry.name)}
+        for layer in base.layers:
+            layer.trainable = id(layer) in tuned
+        head = keras.Sequential([backbone.pooling_layer(self.pooling), *head_layers(self.head)], name="head")
+        self.model_ = keras.Model(base.input, head(base.output), name=f"{entry.name}_finetuned")
+        self.cached_ = keras.Model(top_part.input, head(top_part.output), name="top_and_head")
+        return self
+
+    def fit(self, views, y, validation):
+        """`views`: (images, views, *intermediate shape); `validation`: (intermediate output, labels), to stop early."""
+        self.classes_ = self.head.classes_
+        weights = networks.class_weights(self.class_weight, self.classes_, y)  # before the backbone loads
+        self.build()
+        networks.compile_classifier(self.cached_, len(self.classes_),
+                         keras.optimizers.SGD(self.learning_rate, momentum=self.momentum))
+        data = networks.RandomViews(views, y, self.batch_size, self.random_state)
+        self.history_ = networks.train(self.cached_, data, validation, self.epochs, self.patience, log=True,
+                                       class_weight=weights)
+        return self
+
+    def predict_proba(self, intermediate, flipped=None):
+        """Probabilities from the intermediate output; with `flipped` (the mirror images'), their average."""
+        return average_with_mirror(lambda views: networks.proba(self.cached_, views), intermediate, flipped)
+
+
+def seconds_per_image(model, inputs, labels, n_classes, repeats=2):
+    """Time of one training step per image (after a warm-up step); the weights are left as they were."""
+    networks.compile_classifier(model, n_classes, keras.optimizers.SGD(0.0))  # a zero step: timing only
+    model.train_on_batch(inputs, labels)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        model.train_on_batch(inputs, labels)
+    return (time.perf_counter() - start) / (repeats * len(inputs))
+
+
+def speedup(tuner, images, intermediate, labels):
+    """Training-step time per image of the full model and of the cached path, on the same images."""
+    n_classes = len(tuner.classes_)
+    full = seconds_per_image(tuner.model_, backbone.preprocess(images, tuner.backbone), labels, n_classes)
+    cached = seconds_per_image(tuner.cached_, intermediate, labels, n_classes)
+    return {"full_seconds_per_image": full, "cached_seconds_per_image": cached, "speedup": full / cached}

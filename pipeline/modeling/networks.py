@@ -1,0 +1,148 @@
+"""What every Keras classifier here shares: its output layer, loss, early stopping and probabilities."""
+import math
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+from sklearn.utils.class_weight import compute_class_weight
+
+from pipeline import PipelineError
+from pipeline.modeling import live
+from pipeline.quiet_keras import keras
+
+LR_DROP = 0.3  # train's learning-rate cut on a plateau of the validation loss
+
+
+def output_layer(n_classes):
+    """One sigmoid unit for two classes, else a softmax over the classes."""
+    if n_classes == 2:
+        return keras.layers.Dense(1, activation="sigmoid")
+    return keras.layers.Dense(n_classes, activation="softmax")
+
+
+def compile_classifier(model, n_classes, optimizer):
+    """Compile with the loss that matches output_layer(n_classes); returns the model."""
+    model.compile(
+        optimizer=optimizer,
+        loss="binary_crossentropy" if n_classes == 2 else "sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def class_weights(setting, classes, y):
+    """Keras's class_weight ({class index: weight}) for an estimator's `class_weight` setting, or None.
+
+    'balanced': n_samples / (n_classes * count) from the training labels `y` (scikit-learn's
+    compute_class_weight), so that every class weighs as much in the loss; a {label: weight} mapping
+    as scikit-learn's estimators take it; None: unweighted. `classes`: the labels, in class-index order.
+    """
+    if setting is None:
+        return None
+    if not (setting == "balanced" or isinstance(setting, dict)):
+        raise PipelineError(f"class_weight is {setting!r}: use balanced, or leave it out for no weights")
+    return {index: float(weight) for index, weight in
+            enumerate(compute_class_weight(setting, classes=np.asarray(classes), y=np.asarray(y)))}
+
+
+def train(model, data, validation, epochs, patience, batch_size=None, log=False, class_weight=None,
+          lr_patience=None):
+    """Fit with early stopping on validation loss, keeping the best epoch; returns the history.
+
+    `log` prints one line per epoch, for the long trainings (fine-tuning, the scratch CNN). Inside a
+    pipeline.modeling.live.logging_to block the curves also go to DVCLive's files as the epochs end.
+    `class_weight` ({class index: weight}, as class_weights gives) weights the training rows and the
+    validation loss alike, so that early stopping watches the loss being minimised. `lr_patience`
+    epochs without a better validation loss cut the learning rate to LR_DROP times itself.
+    """
+    if class_weight is not None:
+        weights = np.array([class_weight.get(int(label), 1.0) for label in np.asarray(validation[1]).ravel()],
+                           dtype=np.float32)
+        validation = (validation[0], validation[1], weights)
+    stopping = keras.callbacks.EarlyStopping(patience=patience, restore_best_weights=True)
+    callbacks = [stopping]
+    if lr_patience:
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(factor=LR_DROP, patience=lr_patience, min_lr=1e-5))
+    curves = live.start()  # inside a stage's live.logging_to block: DVCLive's files, epoch by epoch
+    if curves is not None:
+        callbacks.append(keras.callbacks.LambdaCallback(
+            on_epoch_end=lambda epoch, logs: curves.epoch_end(logs),
+            # The weights early stopping restores are the best epoch's (or the last, if none was watched).
+            on_train_end=lambda logs: curves.end(stopping.best_epoch if stopping.best_weights is not None
+                                                 else len(curves.epochs) - 1)))
+    if log:
+        callbacks.append(keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: print(
+            f"epoch {epoch + 1}: " + ", ".join(f"{k} {v:.4g}" for k, v in logs.items()), flush=True)))
+    inputs = data if isinstance(data, keras.utils.PyDataset) else data[0]
+    targets = None if isinstance(data, keras.utils.PyDataset) else data[1]
+    history = model.fit(inputs, targets, validation_data=validation, epochs=epochs,
+                        batch_size=batch_size, class_weight=class_weight, callbacks=callbacks, verbose=0)
+    return history.history
+
+
+def float64_copy(model):
+    """The model computing in float64, with its trained weights: each row's output then ignores its neighbours.
+
+    In float32 it need not: on a CPU without AVX-512 (seen here) the matrix kernels sum a batch's last rows
+    in another order, so reordering the rows moved a dense head's probabilities by 6e-8, past scikit-learn's
+    1e-7 for "predictions do not depend on row order". Float64's rounding is a billion times smaller.
+    """
+    copy = keras.models.clone_model(model, clone_function=lambda layer: layer.__class__.from_config(
+        {**layer.get_config(), "dtype": "float64"}))
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def proba(model, X, dtype=np.float32):
+    """(n, n_classes) float64 probabilities that sum to 1, also from a single sigmoid unit."""
+    X = np.asarray(X, dtype=dtype)
+    # Called batch by batch: model.predict builds a tf.data pipeline per call, which costs more
+    # than a small head's whole prediction.
+    out = np.concatenate([keras.ops.convert_to_numpy(model(X[start:start + 32], training=False))
+                          for start in range(0, len(X), 32)]).astype(np.float64)
+    if out.shape[1] == 1:
+        out = np.hstack([1 - out, out])
+    return out / out.sum(axis=1, keepdims=True)  # float32 softmax sums to 1 +- 1e-7
+
+
+def set_aside_stopping_rows(y, groups, fraction, seed):
+    """(fit row indices, early-stopping row indices), with whole groups on either side.
+
+    `groups` labels each row's image: an image's augmented copies, or duplicate images, share
+    one, so that early stopping never watches a twin of a row it trains on; None makes every row
+    its own group. About `fraction` of the groups stop early, stratified by class where every
+    class has two groups and both sides can hold one of each. A group's class is that of its
+    first row (a duplicate filed under two classes counts once, under the first).
+    """
+    y = np.asarray(y)
+    groups = np.arange(len(y)) if groups is None else np.asarray(groups)
+    _, first_rows, group_of_row = np.unique(groups, return_index=True, return_inverse=True)
+    group_class = y[first_rows]
+    n_groups, n_classes = len(first_rows), len(np.unique(group_class))
+    n_stop = math.ceil(fraction * n_groups)  # as train_test_split rounds
+    stratifiable = (np.unique(group_class, return_counts=True)[1].min() >= 2
+                    and min(n_stop, n_groups - n_stop) >= n_classes)
+    _, stop_groups = train_test_split(np.arange(n_groups), test_size=fraction, random_state=seed,
+                                      stratify=group_class if stratifiable else None)
+    stops = np.isin(group_of_row, stop_groups)
+    return np.flatnonzero(~stops), np.flatnonzero(stops)
+
+
+class RandomViews(keras.utils.PyDataset):
+    """Every image once per epoch, as one of its cached views (image or augmented copy) at random."""
+
+    def __init__(self, views, y, batch_size, seed):
+        super().__init__()
+        self.views, self.y, self.batch_size = views, y, batch_size
+        self.rng = np.random.default_rng(seed)
+        self.on_epoch_end()
+
+    def __len__(self):
+        return math.ceil(len(self.y) / self.batch_size)
+
+    def __getitem__(self, index):
+        rows = self.order[index * self.batch_size:(index + 1) * self.batch_size]
+        return self.views[rows, self.pick[rows]], self.y[rows]
+
+    def on_epoch_end(self):
+        self.order = self.rng.permutation(len(self.y))
+        self.pick = self.rng.integers(0, self.views.shape[1], len(self.y))

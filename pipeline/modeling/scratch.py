@@ -1,0 +1,120 @@
+"""The baseline: a small CNN trained from scratch on the images, with augmentation."""
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+from pipeline import PipelineError
+from pipeline.data import augment
+from pipeline.modeling import networks
+from pipeline.quiet_keras import keras
+
+# Keras's name for computing in bfloat16 with float32 weights (the output layer stays float32).
+DTYPE_POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16"}
+OPTIMIZERS = {"adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop}
+# Batch normalisation's moving statistics follow the batches ten times faster than Keras's default
+# 0.99: with 0.99 and a few hundred steps they lagged the weights, and every validation image got
+# the same class for the first four epochs on cats-dogs-small (benchmarks/results.md).
+BN_MOMENTUM = 0.9
+
+
+def tutorial_network(dtype):
+    """The seed tutorial's: valid 3x3 convolutions of 32, 32, 64 filters with max pooling, dense 64, dropout 0.5."""
+    layers = []
+    for filters in (32, 32, 64):
+        layers += [keras.layers.Conv2D(filters, 3, activation="relu", dtype=dtype),
+                   keras.layers.MaxPooling2D(dtype=dtype)]
+    return layers + [keras.layers.Flatten(dtype=dtype), keras.layers.Dense(64, activation="relu", dtype=dtype),
+                     keras.layers.Dropout(0.5, dtype=dtype)]
+
+
+def compact_network(dtype):
+    """A stride-2 stem, then 3x3 convolutions of 32, 64, 128, 256 filters with batch norm, max pooling between,
+    global average pooling and dropout 0.3.
+
+    The stem halves the image before the first full-size convolution, so an epoch costs about 1.5 times
+    the tutorial's (benchmarks/scratch_speed.py); batch norm lets Adam learn at 1e-3; averaging the last
+    map instead of a dense layer on its flattened pixels keeps the network at a third of the tutorial's
+    weights.
+    """
+    def conv(filters, strides=1):
+        return [keras.layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False, dtype=dtype),
+                keras.layers.BatchNormalization(momentum=BN_MOMENTUM, dtype=dtype), keras.layers.ReLU(dtype=dtype)]
+    layers = conv(32, strides=2)
+    for filters in (32, 64, 128):
+        layers += conv(filters) + [keras.layers.MaxPooling2D(dtype=dtype)]
+    return layers + conv(256) + [keras.layers.GlobalAveragePooling2D(dtype=dtype),
+                                 keras.layers.Dropout(0.3, dtype=dtype)]
+
+
+# name: (layers, the smallest input_size whose last map keeps a pixel)
+NETWORKS = {"compact": (compact_network, 16), "tutorial": (tutorial_network, 22)}
+
+
+class ScratchCNN(ClassifierMixin, BaseEstimator):
+    """A small CNN trained from scratch: `network` 'compact' (compact_network) or 'tutorial' (the seed tutorial's).
+
+    The random transforms of `augmentation` (params.yaml's augment section) apply to training
+    batches only (Keras skips them at inference); early stopping watches images it does not train
+    on. `optimizer` 'adam' or 'rmsprop' at `learning_rate` (the tutorial trains with RMSprop at 1e-3
+    in batches of 16), cut to 0.3x after `lr_patience` epochs without a better validation loss (0: never).
+    `precision` 'bf16' computes in bfloat16 with float32 weights, about twice as fast on CPUs with
+    bfloat16 instructions. `class_weight` 'balanced' weights each class by
+    n_images / (n_classes * its images) (networks.class_weights).
+    """
+
+    def __init__(self, augmentation=None, network="compact", optimizer="adam", epochs=60, patience=12,
+                 lr_patience=4, batch_size=32, learning_rate=1e-3, precision="fp32", validation_fraction=0.15,
+                 class_weight=None, random_state=0):
+        self.augmentation = augmentation
+        self.network = network
+        self.optimizer = optimizer
+        self.epochs = epochs
+        self.patience = patience
+        self.lr_patience = lr_patience
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.precision = precision
+        self.validation_fraction = validation_fraction
+        self.class_weight = class_weight
+        self.random_state = random_state
+
+    def _build(self, input_size, n_classes):
+        random_layers = augment.model_layers(self.augmentation, self.random_state) if self.augmentation else []
+        dtype = DTYPE_POLICIES[self.precision]
+        return keras.Sequential([
+            keras.Input((input_size, input_size, 3)),
+            *random_layers,
+            keras.layers.Rescaling(1 / 255, dtype=dtype),
+            *NETWORKS[self.network][0](dtype),
+            networks.output_layer(n_classes),
+        ], name="scratch_cnn")
+
+    def _check(self, input_size):
+        for setting, value, choices in (("network", self.network, NETWORKS), ("optimizer", self.optimizer, OPTIMIZERS)):
+            if value not in choices:
+                raise PipelineError(f"the scratch CNN's {setting} is {value!r}: use one of {', '.join(choices)}")
+        smallest = NETWORKS[self.network][1]
+        if input_size < smallest:
+            raise PipelineError(f"the {self.network} scratch CNN needs input_size {smallest} or more, not {input_size}")
+
+    def fit(self, X, y, validation=None):
+        """X: (images, size, size, 3) in 0-255; validation: (X, y) for early stopping, else a slice of X."""
+        self._check(X.shape[1])
+        self.classes_, y_index = np.unique(y, return_inverse=True)
+        keras.utils.set_random_seed(self.random_state)
+        if validation is None:
+            fit, stop = networks.set_aside_stopping_rows(y_index, None, self.validation_fraction,
+                                                         self.random_state)
+            (X, y_index), validation = (X[fit], y_index[fit]), (X[stop], y_index[stop])
+        else:
+            validation = (validation[0], np.searchsorted(self.classes_, validation[1]))
+        n_classes = len(self.classes_)
+        weights = networks.class_weights(self.class_weight, self.classes_, self.classes_[y_index])
+        self.model_ = networks.compile_classifier(self._build(X.shape[1], n_classes), n_classes,
+                                                  OPTIMIZERS[self.optimizer](self.learning_rate))
+        self.history_ = networks.train(self.model_, (X, y_index), validation, self.epochs,
+                                       self.patience, self.batch_size, log=True, class_weight=weights,
+                                       lr_patience=self.lr_patience)
+        return self
+
+    def predict_proba(self, X):
+        return networks.proba(self.model_, X)

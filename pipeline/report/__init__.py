@@ -1,0 +1,1 @@
+"""From results to a decision: the chosen row, statistics, warnings, plots, report.md and its HTML page."""

@@ -1,0 +1,45 @@
+"""Checks of the training images themselves: labels that cross-validation doubts, images unlike the rest.
+
+Both only point at images for a person to look at; nothing is dropped or changed.
+"""
+import h5py
+import numpy as np
+from cleanlab.filter import find_label_issues
+from cleanlab.outlier import OutOfDistribution
+
+from pipeline.modeling.heads import LAYERS, vectors
+
+NEIGHBOURS = 10  # cleanlab's default
+CHUNK = 256  # images of block-4 output in memory at once
+
+
+def doubted_labels(out_of_fold, classes):
+    """The training images whose label cleanlab's confident learning doubts, given out-of-fold probabilities.
+
+    `out_of_fold` has path, actual and a p_<class> column per class. Doubted are the images the
+    model confidently puts in another class, beyond the errors its per-class confidence thresholds
+    expect: mislabelled or out-of-scope images, and some that are merely hard.
+    """
+    proba = out_of_fold[[f"p_{c}" for c in classes]].to_numpy()
+    labels = out_of_fold["actual"].map(classes.index).to_numpy()
+    doubted = find_label_issues(labels, proba, n_jobs=1)
+    return out_of_fold[doubted].assign(predicted=np.asarray(classes)[proba[doubted].argmax(axis=1)],
+                                       probability=proba[doubted].max(axis=1))[
+        ["path", "actual", "predicted", "probability"]]
+
+
+def typicality(features_file):
+    """(paths, scores): how like its nearest neighbours each image of a split is, 0-1, lower is odder.
+
+    cleanlab's OutOfDistribution (mean cosine distance to the nearest neighbours) on block 4's
+    output averaged over positions: mid-level appearance, where a placeholder graphic among photos
+    stands out. On hymenoptera's imageNotFound.gif it scored 0.085 against a median of 0.368, the
+    oddest of 245; on block 5's pooled features it was not among the five oddest.
+    """
+    with h5py.File(features_file, "r") as h5:
+        maps = h5[LAYERS["block4"][0]]
+        pooled = np.concatenate([vectors(maps[i:i + CHUNK], "block4") for i in range(0, len(maps), CHUNK)])
+        paths = [p.decode() for p in h5["paths"][:]]
+    neighbours = min(NEIGHBOURS, len(pooled) - 1)
+    scores = OutOfDistribution(params={"k": neighbours}).fit_score(features=pooled, verbose=False)
+    return paths, scores

@@ -1,0 +1,67 @@
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from pipeline import paths
+from pipeline.features import store
+
+
+def chunks(rows, size):
+    for start in range(0, len(rows), size):
+        yield {"features": rows[start:start + size], "features_flipped": -rows[start:start + size]}
+
+
+def test_a_split_is_written_with_everything_needed_to_reuse_it(tmp_path):
+    rows = np.arange(12, dtype=np.float32).reshape(6, 2)
+    out = tmp_path / "features" / "train.h5"
+    store.write(out, chunks(rows, 4), labels=[0, 0, 0, 1, 1, 1], rel_paths=list("abcdef"),
+                   classes=["blue", "red"], meta={"input_size": 32, "weights_sha256": "f00"},
+                   started=time.perf_counter())
+    read = store.read(out)
+    np.testing.assert_array_equal(read.X, rows)
+    np.testing.assert_array_equal(read.flipped, -rows)
+    assert read.y.tolist() == [0, 0, 0, 1, 1, 1] and read.classes == ["blue", "red"]
+    assert read.paths == list("abcdef") and read.augmented is None
+    assert read.meta["weights_sha256"] == "f00" and read.meta["seconds"] >= 0
+    assert store.read_meta(out)["images"] == 6
+    assert read.views().shape == (6, 1, 2)
+
+
+def test_views_put_each_image_before_its_augmented_copies():
+    split = store.Features(X=np.zeros((3, 2)), y=np.zeros(3), paths=[], classes=[], meta={},
+                              augmented=np.ones((3, 2, 2)))
+    views = split.views()
+    assert views.shape == (3, 3, 2) and (views[:, 0] == 0).all() and (views[:, 1:] == 1).all()
+
+
+def test_an_interrupted_write_leaves_no_file(tmp_path):
+    def failing():
+        yield {"features": np.zeros((2, 2), np.float32)}
+        raise KeyboardInterrupt
+
+    out = tmp_path / "features" / "train.h5"
+    with pytest.raises(KeyboardInterrupt):
+        store.write(out, failing(), [0] * 4, list("abcd"), ["a"], {}, time.perf_counter())
+    assert list(out.parent.iterdir()) == []
+
+
+def test_reading_a_broken_file_says_what_to_run(tmp_path):
+    bad = tmp_path / "train.h5"
+    with h5py.File(bad, "w") as h5:
+        h5["features"] = np.zeros((1, 2))
+    with pytest.raises(Exception, match="dvc repro features"):
+        store.read(bad)
+
+
+def test_the_heldout_file_is_test_else_validation_else_none(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    paths.FEATURES.mkdir()
+    paths.features_file("train").touch()
+    assert store.heldout_file() is None
+    paths.features_file("validation").touch()
+    assert store.heldout_file() == Path("features/validation.h5")
+    paths.features_file("test").touch()
+    assert store.heldout_file() == Path("features/test.h5")
