@@ -38,7 +38,7 @@ test: setup ## Run the test suite (real-data tests need VGG16_IMAGENET_WEIGHTS a
 lint: setup ## Check the code with ruff (its settings: pyproject.toml)
 	ruff check pipeline tests benchmarks
 
-predict: setup ## Label images with the report's chosen row: make predict IMAGES=folder_or_files [MODEL=models/x.joblib]
+predict: setup ## Label images with the report's chosen row: make predict IMAGES=folder_or_files [MODEL=models/x.model]
 	python -m pipeline.predict $(IMAGES) $(if $(MODEL),--model $(MODEL))
 
 benchmark: setup ## Benchmark datasets by path: make benchmark DATASETS="dir1 dir2" (hours on a CPU; not a test)

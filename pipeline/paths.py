@@ -12,6 +12,7 @@ MODELS = Path("models")
 RESULTS = Path("results")
 REPORTS = Path("reports")
 CHOSEN = REPORTS / "chosen.json"  # the row the report chose, and its model files: what predict uses by default
+EXPORTED = MODELS / "chosen.onnx"  # python -m pipeline.export's default: the chosen row as one ONNX file
 
 
 def features_file(split):
@@ -19,7 +20,7 @@ def features_file(split):
 
 
 def model_file(row):
-    return MODELS / f"{row}.joblib"
+    return MODELS / f"{row}.model"
 
 
 def metrics_file(row):

@@ -105,7 +105,7 @@ def main(argv):
     parser = argparse.ArgumentParser(prog="python -m pipeline.predict", description=__doc__.splitlines()[0])
     parser.add_argument("images", nargs="+", help="image files or folders; a folder DIR/<class>/<image> is also scored")
     parser.add_argument("-m", "--model", action="append",
-                        help="a saved model, e.g. models/logreg.joblib; repeat to average several "
+                        help="a saved model, e.g. models/logreg.model; repeat to average several "
                              f"(default: the report's chosen row, from {paths.CHOSEN})")
     parser.add_argument("-o", "--output", default="predictions.csv", help="CSV to write (default: %(default)s)")
     parser.add_argument("--weights", help="the backbone's weights file, if not the one recorded with the model")

@@ -143,7 +143,7 @@ def test_repro_report_rerun_and_predict(project):
 
 
 def assert_predict_matches_scoring(project, name, images):
-    run([sys.executable, "-m", "pipeline.predict", str(images), "--model", f"models/{name}.joblib", "-o", "out.csv"],
+    run([sys.executable, "-m", "pipeline.predict", str(images), "--model", f"models/{name}.model", "-o", "out.csv"],
         project)
     labelled = pd.read_csv(project / "out.csv").assign(path=lambda t: t["path"].str.split("/test/").str[1])
     scored = pd.read_csv(project / f"results/{name}/predictions.csv")

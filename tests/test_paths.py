@@ -17,7 +17,7 @@ def test_every_output_is_relative_to_the_project_folder():
 
 
 def test_a_rows_files_are_named_after_it():
-    assert paths.model_file("logreg") == Path("models/logreg.joblib")
+    assert paths.model_file("logreg") == Path("models/logreg.model")
     assert paths.metrics_file("logreg") == Path("results/logreg/metrics.json")
     assert paths.predictions_file("logreg") == Path("results/logreg/predictions.csv")
     assert paths.out_of_fold_file("logreg") == Path("results/logreg/out_of_fold.csv")

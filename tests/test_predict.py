@@ -25,7 +25,7 @@ def saved_model(tmp_path, random_weights):
     _, arrays = next(extraction.batches(extractor, extraction.IMAGE, files, [None] * len(files), len(files)))
     y = [0 if "blue" in f.parts else 1 for f in files]
     head = make_head("logreg", {"type": "logreg"}).fit(arrays["features"], y)
-    path = tmp_path / "logreg.joblib"
+    path = tmp_path / "logreg.model"
     provenance = {**extractor.provenance(), "weights": str(random_weights)}
     SavedModel(head, ["blue", "red"], 32, preprocessing=FeaturePass(provenance)).save(path)
     return path
@@ -86,13 +86,13 @@ def test_other_weights_than_the_models_are_refused(tmp_path, saved_model, capsys
 
 def test_a_missing_model_is_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit):
-        main([str(tmp_path), "--model", str(tmp_path / "nope.joblib")])
+        main([str(tmp_path), "--model", str(tmp_path / "nope.model")])
     err = capsys.readouterr().err
     assert err.startswith("error: model") and err.count("\n") == 1
 
 
 def test_a_model_file_the_pipeline_did_not_write_is_one_line(tmp_path, saved_model, capsys):
-    plain = tmp_path / "plain.joblib"
+    plain = tmp_path / "plain.model"
     joblib.dump({"model": "anything"}, plain)
     with pytest.raises(SystemExit) as exit_:
         main([str(tmp_path), "--model", str(plain)])

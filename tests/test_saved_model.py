@@ -41,7 +41,7 @@ def colour_cnn():
 
 @pytest.fixture
 def saved(tmp_path):
-    path = tmp_path / "head.joblib"
+    path = tmp_path / "head.model"
     head_model().save(path)
     return path
 
@@ -75,10 +75,36 @@ def test_a_saved_model_loads_back_and_predicts_the_same(saved):
 def test_a_plain_joblib_file_is_refused_unread(tmp_path):
     marker = tmp_path / "unpickled"
     joblib.dump(Marker(marker), tmp_path / "model.joblib")
-    with pytest.raises(PipelineError, match="not a model file this pipeline wrote") as error:
+    with pytest.raises(PipelineError, match="not a model file this pipeline wrote: it is a pickle .or joblib. file"
+                       ) as error:
         SavedModel.load(tmp_path / "model.joblib")
     assert "\n" not in str(error.value)
     assert not marker.exists()
+
+
+def tiny_onnx_model():
+    from onnx import TensorProto, helper
+
+    pixels = helper.make_tensor_value_info("images", TensorProto.FLOAT, [1])
+    graph = helper.make_graph([helper.make_node("Identity", ["images"], ["probabilities"])], "g", [pixels],
+                              [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [1])])
+    return helper.make_model(graph).SerializeToString()
+
+
+@pytest.mark.parametrize("content, says", [
+    (tiny_onnx_model, "it is an ONNX file .python -m pipeline.export writes those.; run it with ONNX Runtime"),
+    (lambda: bytes(range(7, 107)), r"not a model file this pipeline wrote .it starts with b'\\x07\\x08"),
+    (lambda: MAGIC[:9], r"is truncated .9 bytes, cut inside its header.: copy it again"),
+    (lambda: MAGIC + b'{"format": 1, "payl', r"is truncated .34 bytes, cut inside its header"),
+    (lambda: b"", "is empty: copy it again"),
+    (lambda: b"\x89HDF\r\n\x1a\n" + bytes(100), "it is an HDF5 file"),
+])
+def test_a_file_that_is_no_model_says_what_it_is(tmp_path, content, says):
+    path = tmp_path / "x.model"
+    path.write_bytes(content())
+    with pytest.raises(PipelineError, match=says) as error:
+        SavedModel.load(path)
+    assert "\n" not in str(error.value)
 
 
 def test_a_truncated_file_is_refused(saved):
@@ -120,14 +146,14 @@ def test_a_checked_file_that_holds_something_else_is_refused(tmp_path):
     payload = pickle.dumps({"model": "a bundle"})
     header = {"format": saved_model.FORMAT_VERSION, "payload_bytes": len(payload),
               "payload_sha256": hashlib.sha256(payload).hexdigest()}
-    (tmp_path / "dict.joblib").write_bytes(MAGIC + json.dumps(header).encode() + b"\n" + payload)
+    (tmp_path / "dict.model").write_bytes(MAGIC + json.dumps(header).encode() + b"\n" + payload)
     with pytest.raises(PipelineError, match="holds a dict, not a pipeline model"):
-        SavedModel.load(tmp_path / "dict.joblib")
+        SavedModel.load(tmp_path / "dict.model")
 
 
 def test_a_missing_model_says_how_to_get_one(tmp_path):
     with pytest.raises(PipelineError, match="not found: train it with `dvc repro`"):
-        SavedModel.load(tmp_path / "nope.joblib")
+        SavedModel.load(tmp_path / "nope.model")
 
 
 def test_tta_averages_the_view_and_its_mirror():
@@ -160,8 +186,8 @@ def test_the_saved_fine_tuned_vgg16_takes_raw_images(tmp_path, random_weights):
     """VGG16's preprocessing is inside the saved model: 0-255 images in, the same numbers as preprocessing outside."""
     vgg16 = backbone.build(str(random_weights), 32, "avg")
     images = np.random.default_rng(0).uniform(0, 255, (3, 32, 32, 3)).astype(np.float32)
-    SavedModel(taking_images(vgg16), ["a"], 32).save(tmp_path / "vgg16.joblib")
-    loaded = SavedModel.load(tmp_path / "vgg16.joblib")
+    SavedModel(taking_images(vgg16), ["a"], 32).save(tmp_path / "vgg16.model")
+    loaded = SavedModel.load(tmp_path / "vgg16.model")
     np.testing.assert_allclose(loaded.model(images), vgg16(backbone.preprocess(images)), rtol=1e-5, atol=1e-5)
 
 
@@ -176,8 +202,8 @@ def test_the_saved_scratch_cnn_loads_back_without_its_augmentation(tmp_path):
     X = np.clip(np.random.default_rng(0).normal(80 + 80 * y[:, None, None, None], 20, (12, 48, 48, 3)), 0, 255)
     augmentation = {**ON, "shear": 0.2}
     cnn = ScratchCNN(augmentation, epochs=1, batch_size=4).fit(X.astype(np.uint8), y)
-    SavedModel(without_augmentation(cnn.model_, augmentation), ["a", "b"], 48).save(tmp_path / "cnn.joblib")
-    loaded = SavedModel.load(tmp_path / "cnn.joblib")
+    SavedModel(without_augmentation(cnn.model_, augmentation), ["a", "b"], 48).save(tmp_path / "cnn.model")
+    loaded = SavedModel.load(tmp_path / "cnn.model")
     np.testing.assert_allclose(loaded.proba(X), cnn.predict_proba(X), atol=1e-6)
 
 
@@ -186,7 +212,7 @@ def test_a_checked_file_that_cannot_be_unpickled_is_one_line(tmp_path):
     payload = b"cno_such_module\nThing\n."  # pickle protocol 0: the global no_such_module.Thing
     header = {"format": saved_model.FORMAT_VERSION, "payload_bytes": len(payload),
               "payload_sha256": hashlib.sha256(payload).hexdigest()}
-    (tmp_path / "old.joblib").write_bytes(MAGIC + json.dumps(header).encode() + b"\n" + payload)
+    (tmp_path / "old.model").write_bytes(MAGIC + json.dumps(header).encode() + b"\n" + payload)
     with pytest.raises(PipelineError, match="could not load .*No module named 'no_such_module'.*dvc repro") as error:
-        SavedModel.load(tmp_path / "old.joblib")
+        SavedModel.load(tmp_path / "old.model")
     assert "\n" not in str(error.value)

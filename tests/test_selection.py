@@ -46,7 +46,7 @@ def test_the_ensemble_averages_the_heads_and_gets_cv_from_their_out_of_fold_prob
     assert metrics["heldout"]["accuracy"] == 1.0 and metrics["members"] == ["a", "b"]
     assert predictions["actual"].tolist()[:2] == ["NA", "dogs"]
     np.testing.assert_allclose(predictions["p_dogs"], (sure_a[:8, 1] + sure_b[:8, 1]) / 2)
-    assert selection.chosen_models("ensemble", metrics) == ["models/a.joblib", "models/b.joblib"]
+    assert selection.chosen_models("ensemble", metrics) == ["models/a.model", "models/b.model"]
 
 
 def test_heads_cross_validated_on_other_folds_are_not_averaged(tmp_path, monkeypatch):

@@ -18,6 +18,7 @@ places you trust, as with any pickle.
 import hashlib
 import io
 import json
+import re
 
 import joblib
 import numpy as np
@@ -121,12 +122,11 @@ def read_header(path):
     except FileNotFoundError:
         raise PipelineError(f"model {path} not found: train it with `dvc repro`, or check the name") from None
     except IsADirectoryError:
-        raise PipelineError(f"model {path} is a folder: name a model file, e.g. models/NAME.joblib") from None
+        raise PipelineError(f"model {path} is a folder: name a model file, e.g. models/NAME.model") from None
     except OSError as exc:
         raise PipelineError(f"cannot read model {path} ({exc.strerror}): check its permissions") from None
-    if magic != MAGIC:
-        raise PipelineError(f"{path} is not a model file this pipeline wrote (no pipeline-model header), and only "
-                            f"those are loaded, since loading one runs code: {RETRAIN}, or name one it wrote")
+    if magic != MAGIC or not line.endswith(b"\n") and len(line) < HEADER_LIMIT:
+        raise PipelineError(not_a_model(path, magic + line))
     try:
         header = json.loads(line)
         version, size, digest = header["format"], header["payload_bytes"], header["payload_sha256"]
@@ -142,6 +142,32 @@ def read_header(path):
         raise PipelineError(f"{path} has changed since the pipeline wrote it (its sha256 differs from its header's), "
                             f"so it is not loaded: {RETRAIN}")
     return header, payload
+
+
+def not_a_model(path, start):
+    """Why the file at `path`, which begins with `start`, is not read: what it is, and what to do instead."""
+    if not start:
+        return f"{path} is empty: copy it again, or {RETRAIN}"
+    if MAGIC.startswith(start) or start.startswith(MAGIC):  # the header cut short
+        return f"{path} is truncated ({len(start)} bytes, cut inside its header): copy it again, or {RETRAIN}"
+    for pattern, kind, advice in FOREIGN:
+        if re.match(pattern, start):
+            return f"{path} is not a model file this pipeline wrote: it is {kind}; {advice}"
+    return (f"{path} is not a model file this pipeline wrote (it starts with {start[:8]!r}, not {MAGIC!r}): "
+            f"name a models/NAME.model file, or {RETRAIN}")
+
+
+# What else a model path may name, by how its bytes start, and what to do about it.
+FOREIGN = (
+    (rb"\x80[\x02-\x05]", "a pickle (or joblib) file",
+     f"only this pipeline's model files are loaded, since unpickling runs code: name a models/NAME.model file, "
+     f"or {RETRAIN}"),
+    # protobuf: field 1 (ir_version, a small number), then another field of the ModelProto
+    (rb"\x08[\x01-\x7f][\x12\x1a\x22\x28\x32\x3a\x42]", "an ONNX file (python -m pipeline.export writes those)",
+     "run it with ONNX Runtime (README: Using a model elsewhere); predict reads models/NAME.model files"),
+    (rb"\x89HDF\r\n", "an HDF5 file (Keras weights or cached features?)", "name a models/NAME.model file"),
+    (rb"PK\x03\x04", "a zip archive (a .keras model?)", "name a models/NAME.model file"),
+)
 
 
 def average_proba(models, files, batch_size=32, weights=None):
