@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 TENSORFLOW := $(if $(shell command -v nvidia-smi 2>/dev/null),tensorflow[and-cuda]==2.21.0,tensorflow-cpu==2.21.0)
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: help setup setup-extras demo repro report test lint predict benchmark clean
+.PHONY: help setup setup-extras demo repro report test lint predict export benchmark clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -18,7 +18,7 @@ $(BIN)/dvc: requirements.txt pyproject.toml
 
 setup: $(BIN)/dvc ## Create .venv with everything installed (TensorFlow for the GPU when there is one)
 
-setup-extras: setup ## Add the optional engines (OpenVINO, ONNX Runtime) and the Ray runner
+setup-extras: setup ## Add the optional engines (OpenVINO, ONNX Runtime), the Ray runner and ONNX export
 	$(BIN)/pip install -q -r requirements-extras.txt
 
 demo: setup ## Set up, then run the whole pipeline on the bundled digits (1,797 real scans) in demo/ and print the report
@@ -40,6 +40,13 @@ lint: setup ## Check the code with ruff (its settings: pyproject.toml)
 
 predict: setup ## Label images with the report's chosen row: make predict IMAGES=folder_or_files [MODEL=models/x.model]
 	python -m pipeline.predict $(IMAGES) $(if $(MODEL),--model $(MODEL))
+
+# What exporting needs of the extras (not OpenVINO or Ray), at their tested versions
+ONNX_EXPORT = $(shell grep -oE '^(onnx|onnxruntime|tf2onnx|skl2onnx)==[^ ]+' requirements-extras.txt)
+
+export: setup ## Write the report's chosen row as one ONNX file: make export [OUT=models/chosen.onnx]
+	$(BIN)/pip install -q $(ONNX_EXPORT)
+	python -m pipeline.export $(if $(OUT),--out $(OUT))
 
 benchmark: setup ## Benchmark datasets by path: make benchmark DATASETS="dir1 dir2" (hours on a CPU; not a test)
 	python -m pipeline.benchmark $(DATASETS)

@@ -173,15 +173,9 @@ def openvino_runner(model, precision):
 
 
 def onnxruntime_runner(model, precision):
-    # TensorFlow first, through quiet_keras: tf2onnx imports it, with its start-up noise
-    from pipeline.quiet_keras import tensorflow  # noqa: F401, I001
     import onnxruntime
-    import tf2onnx
 
-    graph, input_name, outputs = frozen_graph(model)
-    logging.getLogger("tf2onnx").setLevel(logging.ERROR)
-    proto, _ = tf2onnx.convert.from_graph_def(graph, input_names=[input_name], output_names=list(outputs.values()),
-                                              opset=ONNX_OPSET)
+    proto, input_name, outputs = onnx_model(model)
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3  # errors only
     try:
@@ -195,6 +189,19 @@ def onnxruntime_runner(model, precision):
         return {name: np.asarray(array, dtype=np.float32) for name, array in zip(found, arrays)}
 
     return run
+
+
+def onnx_model(model):
+    """(ONNX ModelProto, its input's name, {output name: its ONNX output's name}) of a Keras model, by tf2onnx."""
+    # TensorFlow first, through quiet_keras: tf2onnx imports it, with its start-up noise
+    from pipeline.quiet_keras import tensorflow  # noqa: F401, I001
+    import tf2onnx
+
+    graph, input_name, outputs = frozen_graph(model)
+    logging.getLogger("tf2onnx").setLevel(logging.ERROR)
+    proto, _ = tf2onnx.convert.from_graph_def(graph, input_names=[input_name], output_names=list(outputs.values()),
+                                              opset=ONNX_OPSET)
+    return proto, input_name, outputs
 
 
 def frozen_graph(model):

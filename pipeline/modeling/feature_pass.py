@@ -42,8 +42,16 @@ class FeaturePass:
         engine, precision = engines.resolve(meta["engine"], meta["precision"])
         extractor = extraction.Extractor(backbone.weights_source(weights or meta["weights"], name),
                                          int(meta["input_size"]), meta["pooling"], engine, precision, name).load()
-        if extractor.weights_sha256_ != meta["weights_sha256"]:
-            raise PipelineError(f"these {name} weights differ from the ones the model was trained on: pass the "
-                                f"same weights with --weights (or the same {backbone.get(name).weights_env})")
+        check_weights(meta, extractor.weights_sha256_)
         return {f"{name}{view.suffix}": array for view in extraction.views(mirrored=mirrored)
                 for name, array in extraction.arrays(extractor, view, files, [None] * len(files), batch_size).items()}
+
+
+def check_weights(provenance, digest):
+    """Refuse a backbone whose weights (by `digest`, backbone.weights_digest) are not the ones in `provenance`."""
+    from pipeline.features import backbone
+
+    if digest != provenance["weights_sha256"]:
+        name = provenance["backbone"]
+        raise PipelineError(f"these {name} weights differ from the ones the model was trained on: pass the "
+                            f"same weights with --weights (or the same {backbone.get(name).weights_env})")

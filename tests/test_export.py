@@ -1,0 +1,113 @@
+"""The exported ONNX graph gives predict's probabilities, from pixels alone, for every kind of row."""
+import json
+
+import numpy as np
+import onnx
+import onnxruntime
+import pytest
+from PIL import Image
+
+from pipeline import PipelineError, paths
+from pipeline.data.images import load_image
+from pipeline.export import export, main
+from pipeline.features import extraction
+from pipeline.files import write_json
+from pipeline.modeling.feature_pass import FeaturePass
+from pipeline.modeling.finetune import FineTuner
+from pipeline.modeling.heads import make_head
+from pipeline.modeling.saved_model import SavedModel, average_proba
+from pipeline.modeling.scratch import ScratchCNN
+from pipeline.stages.finetune import taking_images
+from pipeline.stages.scratch import without_augmentation
+from tests.conftest import make_tree
+from tests.test_augment import ON
+
+SIZE = 32
+CLASSES = ["blue", "red"]
+HEADS = {  # name: (params.yaml's heads.NAME, TTA)
+    "logreg": ({"type": "logreg"}, False),
+    "rbf_svm": ({"type": "rbf_svm", "scale": "l2", "C": 10.0}, True),
+    "dense": ({"type": "dense", "scale": "l2", "units": 16, "epochs": 5}, True),
+    "linear_svm_block4": ({"type": "linear_svm", "layer": "block4"}, True),
+}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, random_weights):
+    """(SavedModels by row name, new image files): heads on random-VGG16 features of red and blue images, and a
+    VGG16 fine-tuned for an epoch on top of the dense head, as the stages save them."""
+    root = tmp_path_factory.mktemp("export")
+    files = sorted(make_tree(root / "train", per_class=8).rglob("*.png"))
+    new = sorted(make_tree(root / "new", splits=("unseen",), per_class=3).rglob("*.png"))
+    extractor = extraction.Extractor(str(random_weights), SIZE, "avg").load()
+    arrays = extraction.arrays(extractor, extraction.IMAGE, files, [None] * len(files), len(files))
+    y = np.array([CLASSES.index(f.parent.name) for f in files])
+    provenance = {**extractor.provenance(), "weights": str(random_weights)}
+    models = {}
+    for name, (spec, tta) in HEADS.items():
+        layer = spec.get("layer", "block5")
+        vectors = arrays["features"] if layer == "block5" else arrays["block4_pool"].mean(axis=(1, 2))
+        models[name] = SavedModel(make_head(name, spec).fit(vectors, y), CLASSES, SIZE, tta=tta,
+                                  preprocessing=FeaturePass(provenance, layer))
+    block4 = arrays["block4_pool"]
+    tuner = FineTuner(models["dense"].model, str(random_weights), SIZE, "avg", epochs=1, batch_size=8,
+                      expected_sha256=provenance["weights_sha256"]).fit(block4[:, None], y, (block4, y))
+    models["finetune"] = SavedModel(taking_images(tuner.model_), CLASSES, SIZE, tta=True)
+    return models, new
+
+
+def onnx_proba(graph, files):
+    session = onnxruntime.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(["probabilities"], {"images": np.stack([load_image(f, SIZE) for f in files])})[0]
+
+
+@pytest.mark.parametrize("rows", [["rbf_svm"], ["dense"], ["finetune"], ["rbf_svm", "dense", "linear_svm_block4"]],
+                         ids=["svm", "dense", "finetuned", "ensemble"])  # logreg: the command's test below
+def test_onnx_runtime_gives_predicts_probabilities(trained, rows):
+    models, new = trained
+    chosen = [models[row] for row in rows]
+    graph = export(chosen)
+    expected = average_proba(chosen, new)
+    assert expected.std(axis=0).max() > 1e-3  # the images get different answers: the comparison can fail
+    np.testing.assert_allclose(onnx_proba(graph, new), expected, atol=1e-4, rtol=0)
+    if len(rows) > 1:  # one backbone pass feeds every head of the ensemble
+        convolutions = [node for node in graph.graph.node if node.op_type == "Conv"]
+        assert len(convolutions) == 13
+
+
+def test_the_scratch_cnn_is_exported_whole(tmp_path):
+    y = np.repeat([0, 1], 6)
+    rng = np.random.default_rng(0)
+    images = np.clip(rng.normal(80 + 80 * y[:, None, None, None], 20, (12, 48, 48, 3)), 0, 255).astype(np.uint8)
+    augmentation = {**ON, "shear": 0.2}
+    cnn = ScratchCNN(augmentation, epochs=1, batch_size=4).fit(images, y)
+    model = SavedModel(without_augmentation(cnn.model_, augmentation), CLASSES, 48, tta=True)
+    files = [tmp_path / f"{n}.png" for n in range(4)]
+    for file, pixels in zip(files, images[4:8]):
+        Image.fromarray(pixels).save(file)
+    session = onnxruntime.InferenceSession(export([model]).SerializeToString(), providers=["CPUExecutionProvider"])
+    pixels = np.stack([load_image(f, 48) for f in files])
+    np.testing.assert_allclose(session.run(["probabilities"], {"images": pixels})[0], model.predict_proba(files),
+                               atol=1e-4, rtol=0)
+
+
+def test_the_command_exports_the_reports_chosen_row_with_its_classes(tmp_path, trained, monkeypatch, capsys):
+    models, new = trained
+    monkeypatch.chdir(tmp_path)
+    models["logreg"].save(paths.model_file("logreg"))
+    write_json(paths.CHOSEN, {"row": "logreg", "models": [str(paths.model_file("logreg"))]})
+    main([])
+    graph = onnx.load(paths.EXPORTED)
+    metadata = {prop.key: prop.value for prop in graph.metadata_props}
+    assert json.loads(metadata["classes"]) == CLASSES and metadata["input_size"] == str(SIZE)
+    assert [i.name for i in graph.graph.input] == ["images"] and [o.name for o in graph.graph.output] == [
+        "probabilities"]
+    np.testing.assert_allclose(onnx_proba(graph, new), models["logreg"].predict_proba(new), atol=1e-4, rtol=0)
+    assert f"written to {paths.EXPORTED}" in capsys.readouterr().out
+
+
+def test_models_of_other_runs_are_not_exported_together(trained):
+    models, _ = trained
+    other = SavedModel(models["logreg"].model, ["cats", "dogs"], SIZE, preprocessing=models["logreg"].preprocessing)
+    with pytest.raises(PipelineError, match="different classes"):
+        export([models["logreg"], other])
