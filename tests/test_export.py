@@ -1,5 +1,9 @@
 """The exported ONNX graph gives predict's probabilities, from pixels alone, for every kind of row."""
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -102,8 +106,22 @@ def test_the_command_exports_the_reports_chosen_row_with_its_classes(tmp_path, t
     assert json.loads(metadata["classes"]) == CLASSES and metadata["input_size"] == str(SIZE)
     assert [i.name for i in graph.graph.input] == ["images"] and [o.name for o in graph.graph.output] == [
         "probabilities"]
-    np.testing.assert_allclose(onnx_proba(graph, new), models["logreg"].predict_proba(new), atol=1e-4, rtol=0)
+    expected = models["logreg"].predict_proba(new)
+    np.testing.assert_allclose(onnx_proba(graph, new), expected, atol=1e-4, rtol=0)
     assert f"written to {paths.EXPORTED}" in capsys.readouterr().out
+    # The README's lines that run it with Pillow, numpy and onnxruntime alone, on the same images
+    (tmp_path / "label.py").write_text(readme_example())
+    printed = subprocess.run([sys.executable, "label.py", *map(str, new)], check=True, capture_output=True,
+                             text=True, env={**os.environ, "PYTHONPATH": ""}).stdout.split("\n")[:-1]
+    assert [line.split()[:2] for line in printed] == [[str(f), CLASSES[row.argmax()]] for f, row in zip(new, expected)]
+    np.testing.assert_allclose([float(line.split()[2]) for line in printed], expected.max(axis=1), atol=1e-4)
+
+
+def readme_example():
+    """The Python block of the README's "Using a model elsewhere"."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("## Using a model elsewhere"):]
+    return section[section.index("```python\n") + 10:section.index("```\n", section.index("```python"))]
 
 
 def test_models_of_other_runs_are_not_exported_together(trained):

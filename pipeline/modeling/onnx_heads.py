@@ -2,8 +2,9 @@
 
 skl2onnx converts the scalers and the logistic regression itself; the two estimators of our own get converters
 here, written with skl2onnx's operator algebra. KernelSVM's repeats what libsvm and its Platt sigmoids compute,
-DenseHead's its two dense layers. Both compute in float64 inside the graph, as `predict` does, so that a sum
-over thousands of support vectors rounds as it does there. skl2onnx loads only when a head is converted.
+DenseHead's its two dense layers. Both compute in the precision `predict` does: KernelSVM's kernel products in
+float32 and all after them in float64, so that a sum over thousands of support vectors rounds as it does
+there; DenseHead in float64 (networks.float64_copy). skl2onnx loads only when a head is converted.
 """
 import itertools
 
@@ -50,15 +51,20 @@ def convert_kernel_svm(scope, operator, container):
     from skl2onnx.algebra import onnx_ops as op
 
     svm, version = operator.raw_operator, container.target_opset
-    X = op.OnnxCast(operator.inputs[0], to=DOUBLE, op_version=version)
-    vectors = svm.support_vectors_.astype(np.float64)
-    dots = op.OnnxMatMul(X, vectors.T, op_version=version)
+    X = operator.inputs[0]
+    vectors = svm.support_vectors_.astype(np.float32)  # float32 products, as KernelSVM on float32 features
+
+    def double(node):
+        return op.OnnxCast(node, to=DOUBLE, op_version=version)
+
+    dots = double(op.OnnxMatMul(X, vectors.T, op_version=version))
     if svm.kernel == "linear":
         kernel = dots
     else:
-        rows = op.OnnxReduceSum(op.OnnxMul(X, X, op_version=version), np.array([1]), keepdims=1,
-                                op_version=version)
-        squared = op.OnnxSub(op.OnnxAdd(rows, np.einsum("ij,ij->i", vectors, vectors)[None, :], op_version=version),
+        rows = double(op.OnnxReduceSum(op.OnnxMul(X, X, op_version=version), np.array([1]), keepdims=1,
+                                       op_version=version))
+        norms = np.einsum("ij,ij->i", vectors, vectors).astype(np.float64)[None, :]
+        squared = op.OnnxSub(op.OnnxAdd(rows, norms, op_version=version),
                              op.OnnxMul(dots, np.array([2.0]), op_version=version), op_version=version)
         kernel = op.OnnxExp(op.OnnxMul(op.OnnxMax(squared, np.array([0.0]), op_version=version),
                                        np.array([-svm.gamma_]), op_version=version), op_version=version)
