@@ -35,8 +35,8 @@ HEADS = {
     "rbf_svm": {"type": "rbf_svm", "scale": "l2", "C": 10.0},
     "dense_l2": {"type": "dense", "scale": "l2", "units": 256, "dropout": 0.5, "patience": 2},
 }
-ROWS = {"logreg_l2": ["logreg_l2"], "rbf_svm": ["rbf_svm"], "dense_l2": ["dense_l2"],
-        "ensemble (5 heads)": list(HEADS), "finetuned": ["finetuned"]}
+ROWS = {"logreg_l2": ["logreg_l2"], "rbf_svm": ["rbf_svm"], "dense_l2": ["dense_l2"], "ensemble": list(HEADS),
+        "finetuned": ["finetuned"]}
 
 
 def split_files(root, split, per_class):
@@ -78,6 +78,8 @@ def main():
     parser.add_argument("--train", type=int, default=40, help="training images per class")
     parser.add_argument("--test", type=int, default=32, help="images per class compared")
     parser.add_argument("--size", type=int, default=150)
+    parser.add_argument("--rows", nargs="+", choices=ROWS, default=list(ROWS), help="rows to compare (default: all)")
+    parser.add_argument("--no-bf16", action="store_true", help="skip the bf16 comparison")
     args = parser.parse_args()
     weights = os.environ[backbone.WEIGHTS_ENV]
     files, labels, classes = split_files(args.dataset, "train", args.train)
@@ -90,11 +92,12 @@ def main():
     print(f"{len(new)} {heldout} images of {args.dataset.name}, {args.size} px, every row with TTA")
     print("| row | largest difference in a probability | same labels | ONNX file | predict images/s "
           "| onnxruntime images/s |\n|---|---|---|---|---|---|")
-    for row, members in ROWS.items():
-        chosen = [models[name] for name in members]
+    for row in args.rows:
+        chosen = [models[name] for name in ROWS[row]]
         graph = export(chosen)
         with tempfile.NamedTemporaryFile(suffix=".onnx") as file:
             file.write(graph.SerializeToString())
+            file.flush()
             size = Path(file.name).stat().st_size
             session = onnxruntime.InferenceSession(file.name, providers=["CPUExecutionProvider"])
         onnx_proba(session, new, args.size)  # warm-up: first-run allocations
@@ -103,7 +106,7 @@ def main():
         same = (expected.argmax(axis=1) == found.argmax(axis=1)).mean()
         print(f"| {row} | {np.abs(found - expected).max():.1e} | {same:.0%} | {size / 1e6:.1f} MB "
               f"| {len(new) / predict_seconds:.1f} | {len(new) / onnx_seconds:.1f} |", flush=True)
-    if engines.cpu_has_bf16():
+    if engines.cpu_has_bf16() and not args.no_bf16:
         bf16, *_ = heads_on(files, labels, classes, weights, args.size, "bf16")
         chosen = [bf16["logreg_l2"]]
         session = onnxruntime.InferenceSession(export(chosen).SerializeToString(), providers=["CPUExecutionProvider"])
