@@ -6,8 +6,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import onnx
-import onnxruntime
 import pytest
 from PIL import Image
 
@@ -25,6 +23,9 @@ from pipeline.stages.finetune import taking_images
 from pipeline.stages.scratch import without_augmentation
 from tests.conftest import make_tree
 from tests.test_augment import ON
+from tests.test_onnx_heads import needs_onnx
+
+pytestmark = needs_onnx
 
 SIZE = 32
 CLASSES = ["blue", "red"]
@@ -60,9 +61,12 @@ def trained(tmp_path_factory, random_weights):
     return models, new
 
 
-def onnx_proba(graph, files):
+def onnx_proba(graph, files, size=SIZE):
+    """ONNX Runtime's probabilities of image files, read as predict reads them."""
+    import onnxruntime
+
     session = onnxruntime.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
-    return session.run(["probabilities"], {"images": np.stack([load_image(f, SIZE) for f in files])})[0]
+    return session.run(["probabilities"], {"images": np.stack([load_image(f, size) for f in files])})[0]
 
 
 @pytest.mark.parametrize("rows", [["rbf_svm"], ["dense"], ["finetune"], ["rbf_svm", "dense", "linear_svm_block4"]],
@@ -89,10 +93,7 @@ def test_the_scratch_cnn_is_exported_whole(tmp_path):
     files = [tmp_path / f"{n}.png" for n in range(4)]
     for file, pixels in zip(files, images[4:8]):
         Image.fromarray(pixels).save(file)
-    session = onnxruntime.InferenceSession(export([model]).SerializeToString(), providers=["CPUExecutionProvider"])
-    pixels = np.stack([load_image(f, 48) for f in files])
-    np.testing.assert_allclose(session.run(["probabilities"], {"images": pixels})[0], model.predict_proba(files),
-                               atol=1e-4, rtol=0)
+    np.testing.assert_allclose(onnx_proba(export([model]), files, 48), model.predict_proba(files), atol=1e-4, rtol=0)
 
 
 def test_the_command_exports_the_reports_chosen_row_with_its_classes(tmp_path, trained, monkeypatch, capsys):
@@ -101,6 +102,8 @@ def test_the_command_exports_the_reports_chosen_row_with_its_classes(tmp_path, t
     models["logreg"].save(paths.model_file("logreg"))
     write_json(paths.CHOSEN, {"row": "logreg", "models": [str(paths.model_file("logreg"))]})
     main([])
+    import onnx
+
     graph = onnx.load(paths.EXPORTED)
     metadata = {prop.key: prop.value for prop in graph.metadata_props}
     assert json.loads(metadata["classes"]) == CLASSES and metadata["input_size"] == str(SIZE)
