@@ -33,6 +33,8 @@ SCHEMA = {
 POOLINGS = ("flatten", "avg", "max")
 HELDOUT_DUPLICATES = ("drop", "keep")
 ROW_SECTIONS = ("heads", "finetune", "scratch")  # each name under these is one row of the report
+# A head's `layer` values once named after VGG16's blocks, with the names that fit every backbone.
+RENAMED_LAYERS = {"block4": "intermediate", "block5": "pooled"}
 TYPE_NAMES = {str: "text", int: "whole number", float: "number", dict: "mapping", bool: "true or false",
               SIZE: "whole number of pixels, or auto"}
 
@@ -71,6 +73,7 @@ def load_params(path="params.yaml"):
     except yaml.YAMLError as exc:
         raise PipelineError(f"{path} is not valid YAML: {exc}".replace("\n", " ")) from exc
     check(params, SCHEMA, prefix="")
+    check_renamed(params)
     for where, value, allowed in (
         ("backbone.pooling", params["backbone"]["pooling"], POOLINGS),
         ("data.duplicates.heldout", params["data"]["duplicates"]["heldout"], HELDOUT_DUPLICATES),
@@ -78,6 +81,15 @@ def load_params(path="params.yaml"):
         if value not in allowed:
             raise PipelineError(f"params.yaml: {where} is {value!r}; use one of {', '.join(allowed)}")
     return params
+
+
+def check_renamed(params):
+    """Raise on a setting written with its old name, saying the new one (a params.yaml from before the rename)."""
+    for name, spec in params["heads"].items():
+        layer = spec.get("layer") if isinstance(spec, dict) else None
+        if isinstance(layer, str) and layer in RENAMED_LAYERS:
+            raise PipelineError(f"params.yaml: heads.{name}.layer {layer!r} is now called "
+                                f"{RENAMED_LAYERS[layer]!r}: write layer: {RENAMED_LAYERS[layer]}")
 
 
 def check(section, schema, prefix):

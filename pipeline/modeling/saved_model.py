@@ -8,7 +8,7 @@ Loading a model unpickles it, and unpickling runs code, so `SavedModel.load` rea
 and checks them before unpickling anything:
 
     pipeline-model\\n                            MAGIC
-    {"format": 1, "payload_sha256": ..., ...}\\n   one line of JSON: the header
+    {"format": 2, "payload_sha256": ..., ...}\\n   one line of JSON: the header
     payload                                     joblib's pickle of the SavedModel, payload_bytes long
 
 The sha256 catches a file that is not a model, a truncated copy, or a payload changed after it was written.
@@ -29,7 +29,7 @@ from pipeline.modeling.evaluation import average_with_mirror, class_columns
 
 MAGIC = b"pipeline-model\n"
 # Bump when a SavedModel's attributes or the classes it pickles change: older files are then refused, not misread.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 HEADER_LIMIT = 64 * 1024  # a header takes a few hundred bytes; a longer first line is not one
 RETRAIN = "retrain it with `dvc repro`"
 

@@ -32,12 +32,12 @@ def main(argv):
                             f"not {head_name!r}")
     check_settings(where, settings, set(finetune.FineTuner().get_params()) - set(FIXED))
     head = SavedModel.load(paths.model_file(head_name))
-    train = store.read(paths.features_file("train"), backbone.BLOCK4)
+    train = store.read(paths.features_file("train"), backbone.INTERMEDIATE)
     heldout_file = store.heldout_file()
     if heldout_file is None:
         raise PipelineError("fine-tuning is scored on a test or validation split and there is none: "
                             "set data.split.test above 0, or finetune: {} in params.yaml")
-    heldout = store.read(heldout_file, backbone.BLOCK4)
+    heldout = store.read(heldout_file, backbone.INTERMEDIATE)
     meta, seed = train.meta, params["evaluate"]["seed"]
     tuner = finetune.FineTuner(head.model, meta["weights"], int(meta["input_size"]), meta["pooling"],
                                expected_sha256=meta["weights_sha256"], random_state=seed,
@@ -75,7 +75,7 @@ def stopping_data(train, dense):
     """
     split = catalog.separate_validation_split(s for s in catalog.SPLITS if paths.features_file(s).exists())
     if split:
-        stop = store.read(paths.features_file(split), backbone.BLOCK4)
+        stop = store.read(paths.features_file(split), backbone.INTERMEDIATE)
         return slice(None), (stop.X, stop.y)
     groups = duplicates.image_groups(train.paths, duplicates.read(paths.DUPLICATES))
     held = np.isin(groups, dense.stopping_groups_)
