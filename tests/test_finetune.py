@@ -11,8 +11,6 @@ from pipeline.features.store import Features
 from pipeline.files import write_csv
 from pipeline.modeling import finetune, networks
 from pipeline.modeling.heads import make_head
-from pipeline.stages import finetune as finetune_stage
-from pipeline.stages.finetune import stopping_data
 
 SIZE = 32
 
@@ -58,7 +56,7 @@ def test_only_block5_and_the_head_change_while_blocks_1_to_4_stay_frozen(setup, 
 def test_the_cached_path_gives_the_full_models_outputs(setup, random_weights):
     images, intermediate, *_ = setup
     tuner = tuned(setup, random_weights)
-    full = networks.proba(tuner.model_, backbone.preprocess(images))
+    full = networks.keras_proba(tuner.model_, backbone.preprocess(images))
     np.testing.assert_allclose(tuner.predict_proba(intermediate), full, atol=1e-5)
 
 
@@ -87,13 +85,13 @@ def test_without_a_validation_split_it_stops_on_the_images_the_dense_head_held_b
     train = Features(X=np.arange(6.0)[:, None], y=np.array([0, 1, 0, 1, 0, 1]), paths=train_paths,
                      classes=["a", "b"], meta={})
     dense = SimpleNamespace(stopping_groups_=np.array([groups[1]]))  # the head stopped on image 1 and its copy
-    fit, (stop_X, stop_y) = stopping_data(train, dense)
+    fit, (stop_X, stop_y) = finetune.stopping_data(train, dense)
     assert fit.tolist() == [True, False, True, True, False, True]
     assert stop_X.ravel().tolist() == [1.0, 4.0] and stop_y.tolist() == [1, 0]
 
 
 def test_balanced_class_weight_weights_fine_tuning_by_its_training_images(setup, random_weights, class_weights_seen):
-    assert "class_weight" in set(finetune.FineTuner().get_params()) - set(finetune_stage.FIXED)  # a params.yaml setting
+    assert "class_weight" in set(finetune.FineTuner().get_params()) - set(finetune.FIXED)  # a params.yaml setting
     images, intermediate, _, y, head = setup
     seen = class_weights_seen
     rows = np.r_[np.flatnonzero(y == 0), np.flatnonzero(y == 1)[:2]]  # 8 of class 0, 2 of class 1

@@ -4,8 +4,7 @@ from sklearn.base import clone
 
 from pipeline import PipelineError
 from pipeline.modeling import networks
-from pipeline.modeling.scratch import NETWORKS, ScratchCNN
-from pipeline.stages import scratch as scratch_stage
+from pipeline.modeling.scratch import FIXED, NETWORKS, ScratchCNN
 from tests.test_augment import ON
 
 
@@ -61,7 +60,7 @@ def test_bfloat16_training_keeps_float32_weights_and_probabilities():
 
 
 def test_balanced_class_weight_reaches_keras_as_n_over_classes_times_count(class_weights_seen):
-    assert "class_weight" in set(ScratchCNN().get_params()) - set(scratch_stage.FIXED)  # a params.yaml setting
+    assert "class_weight" in set(ScratchCNN().get_params()) - set(FIXED)  # a params.yaml setting
     seen = class_weights_seen
     X = np.random.default_rng(2).uniform(0, 255, (10, 24, 24, 3)).astype(np.uint8)
     y = np.array(["cat"] * 2 + ["dog"] * 8)

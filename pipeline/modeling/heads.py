@@ -81,7 +81,7 @@ class DenseHead(ClassifierMixin, BaseEstimator):
 
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=np.float64)
-        return networks.proba(networks.float64_copy(self.model_), X, dtype=np.float64)
+        return networks.keras_proba(networks.float64_copy(self.model_), X, dtype=np.float64)
 
     def predict(self, X):
         proba = self.predict_proba(X)  # first: it checks that the head is fitted
