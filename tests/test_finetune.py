@@ -6,11 +6,12 @@ import pytest
 
 from pipeline import PipelineError, paths
 from pipeline.data import duplicates
-from pipeline.features import backbone
+from pipeline.features import backbone, store
 from pipeline.features.store import Features
 from pipeline.files import write_csv
 from pipeline.modeling import finetune, networks
 from pipeline.modeling.heads import make_head
+from pipeline.modeling.saved_model import SavedModel
 
 SIZE = 32
 
@@ -101,3 +102,14 @@ def test_balanced_class_weight_weights_fine_tuning_by_its_training_images(setup,
     assert seen["class_weight"] == pytest.approx({0: 10 / 16, 1: 10 / 4})
     with pytest.raises(PipelineError, match="class_weight is 'yes'"):
         tuned(setup, random_weights, class_weight="yes")
+
+
+def test_without_a_held_out_split_fine_tuning_says_what_to_set(tmp_path, monkeypatch, setup):
+    """Only the training features exist: nothing is built, and the message names both ways out."""
+    monkeypatch.chdir(tmp_path)
+    images, intermediate, X, y, head = setup
+    SavedModel(head, ["a", "b"], SIZE).save(paths.model_file("dense"))
+    store.write(paths.features_file("train"), [{"features": X, backbone.INTERMEDIATE: intermediate}], list(y),
+                [f"train/{i}.png" for i in range(len(y))], ["a", "b"], started=0.0, meta={})
+    with pytest.raises(PipelineError, match=r"set data\.split\.test above 0, or finetune: \{\} in params\.yaml"):
+        finetune.fine_tune("dense", {}, tmp_path, seed=0, tta=False)
