@@ -87,7 +87,7 @@ def detail_table(rows):
     table["McNemar p vs chosen, Holm"] = [fmt_test(p, chosen)
                                           for p, chosen in zip(table.pop("mcnemar_p"), rows["chosen"])]
     table["train s"] = table.pop("seconds").map("{:.0f}".format)
-    table["step speed-up, cached block 4"] = rows["speedup"].map(lambda x: "" if pd.isna(x) else f"{x:.1f}x")
+    table["step speed-up, cached intermediate"] = rows["speedup"].map(lambda x: "" if pd.isna(x) else f"{x:.1f}x")
     return table.to_markdown(index=False)
 
 

@@ -34,6 +34,8 @@ POOLINGS = ("flatten", "avg", "max")
 HELDOUT_DUPLICATES = ("drop", "keep")
 ROW_SECTIONS = ("heads", "finetune", "scratch")  # each name under these is one row of the report
 ENSEMBLE = "ensemble"  # the report's row averaging the heads (pipeline.report.selection names it so too)
+# A head's `layer` values once named after VGG16's blocks, with the names that fit every backbone.
+RENAMED_LAYERS = {"block4": "intermediate", "block5": "pooled"}
 TYPE_NAMES = {str: "text", int: "whole number", float: "number", dict: "mapping", bool: "true or false",
               SIZE: "whole number of pixels, or auto"}
 
@@ -72,6 +74,7 @@ def load_params(path="params.yaml"):
     except yaml.YAMLError as exc:
         raise PipelineError(f"{path} is not valid YAML: {exc}".replace("\n", " ")) from exc
     check(params, SCHEMA, prefix="")
+    check_renamed(params)
     for where, value, allowed in (
         ("backbone.pooling", params["backbone"]["pooling"], POOLINGS),
         ("data.duplicates.heldout", params["data"]["duplicates"]["heldout"], HELDOUT_DUPLICATES),
@@ -102,6 +105,15 @@ def check_rows(params):
         if head is not None and head not in params["heads"]:
             raise PipelineError(f"params.yaml: finetune.{name}.head is {head!r}, which is not under heads; name a "
                                 f"dense head there, or switch fine-tuning off too (-S '~finetune.{name}')")
+
+
+def check_renamed(params):
+    """Raise on a setting written with its old name, saying the new one (a params.yaml from before the rename)."""
+    for name, spec in params["heads"].items():
+        layer = spec.get("layer") if isinstance(spec, dict) else None
+        if isinstance(layer, str) and layer in RENAMED_LAYERS:
+            raise PipelineError(f"params.yaml: heads.{name}.layer {layer!r} is now called "
+                                f"{RENAMED_LAYERS[layer]!r}: write layer: {RENAMED_LAYERS[layer]}")
 
 
 def check(section, schema, prefix):

@@ -18,7 +18,7 @@ from pipeline.files import atomic_path
 
 SIZE = 64
 # What the digits need that photos do not, as `dvc exp run -S` would change them. A mirrored 2 is no 2: no
-# flips, no mirror-image TTA; and the scans are 8x8, so 64 px loses nothing and keeps VGG16 fast. No augmented
+# flips, no mirror-image TTA; and the scans are 8x8, so 64 px loses nothing and keeps the backbone fast. No augmented
 # copies, and the shipped scratch CNN for fewer epochs, to keep the demo quick.
 DEMO_CHANGES = (
     f"backbone.input_size={SIZE}",

@@ -15,7 +15,7 @@ def test_a_target_that_is_not_a_number_is_refused_before_anything_runs(tmp_path)
 
 def test_the_detail_table_gives_cv_spread_and_the_fine_tuning_speed_up_where_they_apply():
     rows = pd.DataFrame({
-        "row": ["head", "tuned"], "approach": ["bottleneck + logreg", "fine-tuned block 5 + dense"],
+        "row": ["head", "tuned"], "approach": ["bottleneck + logreg", "fine-tuned vgg16 from block5_conv1 + dense"],
         "accuracy": [0.95, 0.9], "ci_low": [0.9, 0.85], "ci_high": [0.99, 0.95], "errors": [5, 10],
         "mcnemar_p": [float("nan"), 0.03], "seconds": [2.0, 90.0], "cv_accuracy": [0.94, float("nan")],
         "cv_std": [0.01, float("nan")], "speedup": [float("nan"), 4.46], "chosen": [True, False],

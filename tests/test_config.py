@@ -58,6 +58,18 @@ def test_the_input_size_is_pixels_or_auto(tmp_path, size):
     assert load_params(write(tmp_path, with_change("backbone", "input_size", size)))["backbone"]["input_size"] == size
 
 
+@pytest.mark.parametrize("old, new", [("block4", "intermediate"), ("block5", "pooled")])
+def test_a_layer_under_its_old_vgg16_name_says_the_new_one(tmp_path, old, new):
+    params = yaml.safe_load(yaml.safe_dump(VALID))
+    params["heads"]["mine"] = {"type": "logreg", "layer": old}
+    with pytest.raises(PipelineError, match=rf"^params\.yaml: heads\.mine\.layer '{old}' is now called '{new}': "
+                                            rf"write layer: {new}$") as error:
+        load_params(write(tmp_path, params))
+    assert "\n" not in str(error.value)
+    params["heads"]["mine"]["layer"] = new
+    assert load_params(write(tmp_path, params))["heads"]["mine"]["layer"] == new
+
+
 def test_a_missing_key_is_named(tmp_path):
     params = yaml.safe_load(yaml.safe_dump(VALID))
     del params["evaluate"]["seed"]
@@ -114,8 +126,8 @@ def test_the_reserved_name_is_the_reports_ensemble_row():
 def test_fine_tuning_a_head_that_was_switched_off_says_to_switch_it_off_too(tmp_path):
     params = yaml.safe_load(yaml.safe_dump(VALID))
     del params["heads"]["dense_l2"]
-    with pytest.raises(PipelineError, match=r"finetune\.finetune_block5\.head is 'dense_l2', which is not under "
-                                            r"heads; .* \(-S '~finetune\.finetune_block5'\)$"):
+    with pytest.raises(PipelineError, match=r"finetune\.finetune_top\.head is 'dense_l2', which is not under "
+                                            r"heads; .* \(-S '~finetune\.finetune_top'\)$"):
         load_params(write(tmp_path, params))
-    del params["finetune"]["finetune_block5"]
+    del params["finetune"]["finetune_top"]
     assert load_params(write(tmp_path, params))["finetune"] == {}

@@ -44,7 +44,7 @@ def project(tmp_path_factory, random_weights):
     root = tmp_path_factory.mktemp("exp")
     settings = tiny_params(make_tree(root / "images", splits=("train", "test")), random_weights)
     settings["heads"] = {"logreg": {"type": "logreg", "C": 1.0},
-                         "logreg_block4": {"type": "logreg", "layer": "block4"}}
+                         "logreg_intermediate": {"type": "logreg", "layer": "intermediate"}}
     settings["finetune"] = {}
     settings["scratch"] = {"scratch_cnn": {**settings["scratch"]["scratch_cnn"], "augment": {"zoom": 0.2}}}
     project = root / "project"
@@ -62,10 +62,10 @@ def project(tmp_path_factory, random_weights):
 
 def test_a_row_deleted_with_tilde_is_switched_off(project):
     project, first = project
-    assert {"prepare", "features", "train@logreg", "train@logreg_block4", "report"} == stages_run(first)
+    assert {"prepare", "features", "train@logreg", "train@logreg_intermediate", "report"} == stages_run(first)
     assert params(project)["scratch"] == {}
     assert not (project / "models/scratch_cnn.joblib").exists()
-    assert set(pd.read_csv(project / "reports/summary.csv")["row"]) == {"logreg", "logreg_block4", "ensemble"}
+    assert set(pd.read_csv(project / "reports/summary.csv")["row"]) == {"logreg", "logreg_intermediate", "ensemble"}
 
 
 def test_a_changed_head_value_reruns_that_head_alone(project):
@@ -76,15 +76,15 @@ def test_a_changed_head_value_reruns_that_head_alone(project):
     after = params(project)
     assert after["heads"]["logreg"] == {"type": "logreg", "C": 0.1}
     assert {**after, "heads": None} == {**before, "heads": None}
-    assert after["heads"]["logreg_block4"] == before["heads"]["logreg_block4"]
+    assert after["heads"]["logreg_intermediate"] == before["heads"]["logreg_intermediate"]
 
 
 def test_a_key_not_yet_in_params_yaml_is_added_with_plus(project):
     project, _ = project
-    refused = dvc(project, "exp", "run", "-S", "heads.logreg_block4.class_weight=balanced", check=False)
+    refused = dvc(project, "exp", "run", "-S", "heads.logreg_intermediate.class_weight=balanced", check=False)
     assert refused.returncode != 0
-    assert "To append to your config use +heads.logreg_block4.class_weight=balanced" in refused.stderr
-    result = dvc(project, "exp", "run", "-S", "+heads.logreg_block4.class_weight=balanced")
-    assert stages_run(result) == {"train@logreg_block4", "report"}
-    assert params(project)["heads"]["logreg_block4"] == {"type": "logreg", "layer": "block4",
+    assert "To append to your config use +heads.logreg_intermediate.class_weight=balanced" in refused.stderr
+    result = dvc(project, "exp", "run", "-S", "+heads.logreg_intermediate.class_weight=balanced")
+    assert stages_run(result) == {"train@logreg_intermediate", "report"}
+    assert params(project)["heads"]["logreg_intermediate"] == {"type": "logreg", "layer": "block4",
                                                          "class_weight": "balanced"}

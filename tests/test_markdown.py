@@ -9,6 +9,7 @@ import yaml
 from pipeline import PipelineError, paths
 from pipeline.data.images import load_image
 from pipeline.features import store
+from pipeline.features.backbone import INTERMEDIATE
 from pipeline.files import write_csv, write_json
 from pipeline.modeling import live
 from pipeline.report import markdown, plots
@@ -127,7 +128,7 @@ def small_results(root, settings=SETTINGS):
     for split, rows in manifest.groupby("split"):
         labels = [classes.index(label) for label in rows["label"]]
         arrays = {"features": rng.normal(size=(len(rows), 8)) + np.array(labels)[:, None],
-                  "block4_pool": rng.normal(size=(len(rows), 2, 2, 4))}
+                  INTERMEDIATE: rng.normal(size=(len(rows), 2, 2, 4))}
         store.write(paths.features_file(split), [arrays], labels, list(rows["path"]), classes,
                        started=time.perf_counter(),
                        meta={"backbone": "vgg16", "weights": "imagenet", "weights_sha256": "0" * 64, "input_size": 32,

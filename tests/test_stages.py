@@ -20,7 +20,7 @@ from tests.conftest import make_tree
 
 PROJECT = Path(__file__).resolve().parents[1]
 PER_CLASS = 6  # per class and split: 12 training and 12 test images
-ROWS = {"heads": ["logreg", "logreg_block4", "dense"], "finetune": ["finetune_block5"],
+ROWS = {"heads": ["logreg", "logreg_intermediate", "dense"], "finetune": ["finetune_top"],
         "scratch": ["scratch_cnn", "scratch_at_backbone_size"]}
 
 
@@ -37,9 +37,9 @@ def tiny_params(images, weights):
     params["augment"].update(copies=1, horizontal_flip=True)
     params["evaluate"].update(folds=2, tta=True)
     params["heads"] = {"logreg": {"type": "logreg", "C": 1.0},
-                       "logreg_block4": {"type": "logreg", "layer": "block4"},
+                       "logreg_intermediate": {"type": "logreg", "layer": "intermediate"},
                        "dense": {"type": "dense", "scale": "l2", "units": 16, "epochs": 3, "patience": 2}}
-    params["finetune"] = {"finetune_block5": {"head": "dense", "epochs": 1, "patience": 1, "batch_size": 8}}
+    params["finetune"] = {"finetune_top": {"head": "dense", "epochs": 1, "patience": 1, "batch_size": 8}}
     params["scratch"] = {"scratch_cnn": {"input_size": 48, "epochs": 1, "patience": 1, "batch_size": 8},
                          "scratch_at_backbone_size": {"epochs": 1, "patience": 1, "batch_size": 8}}
     return params
@@ -58,7 +58,7 @@ def project(tmp_path_factory, random_weights):
         stage("featurize")
         for name in ROWS["heads"]:
             stage("train", name)
-        stage("finetune", "finetune_block5")
+        stage("finetune", "finetune_top")
         for name in ROWS["scratch"]:
             stage("scratch", name)
         stage("report")
@@ -101,7 +101,7 @@ def test_every_row_leaves_its_model_metrics_and_predictions(project):
             assert len(pd.read_csv(project / paths.predictions_file(name))) == 2 * PER_CLASS
             assert ("cv" in metrics) == (section == "heads")  # only heads are cross-validated
             assert (project / paths.out_of_fold_file(name)).exists() == (section == "heads")
-    for name in ("dense", "finetune_block5", *ROWS["scratch"]):  # the Keras rows: DVCLive's curves
+    for name in ("dense", "finetune_top", *ROWS["scratch"]):  # the Keras rows: DVCLive's curves
         curves = live.read_curves(project / live.directory(name))
         assert len(curves) >= 1 and {"loss", "val_loss", "accuracy", "val_accuracy"} <= set(curves)
     assert not (project / live.directory("logreg")).exists()
@@ -148,7 +148,7 @@ def test_a_report_with_a_row_not_yet_trained_says_to_run_dvc_repro(project, monk
 
 @pytest.mark.parametrize("argv, message", [
     ((), "usage: python -m pipeline.stages.<stage> NAME (a name under heads: in params.yaml)"),
-    (("nothing",), "params.yaml has no 'nothing' under heads; there: logreg, logreg_block4, dense"),
+    (("nothing",), "params.yaml has no 'nothing' under heads; there: logreg, logreg_intermediate, dense"),
 ])
 def test_a_row_stage_without_a_known_name_exits_with_one_line(project, monkeypatch, capsys, argv, message):
     monkeypatch.chdir(project)

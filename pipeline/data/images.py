@@ -1,4 +1,4 @@
-"""Find and read image files of any type Pillow knows, as RGB arrays for VGG16."""
+"""Find and read image files of any type Pillow knows, as RGB arrays for the networks."""
 import os
 import warnings
 from pathlib import Path

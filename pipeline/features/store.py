@@ -1,7 +1,7 @@
 """The features files the heads read: one HDF5 per split, assembled from the per-image cache.
 
-Each file holds, per image, the pooled features and block 4's output (what fine-tuning
-starts from), and optionally the same for augmented copies (`<name>_augmented`, training
+Each file holds, per image, the pooled features and the backbone's intermediate output
+(what fine-tuning starts from), and optionally the same for augmented copies (`<name>_augmented`, training
 split) and for the mirror image (`<name>_flipped`, for test-time augmentation). Its attributes
 say what produced them, and `seconds` how long this run took to extract and write them.
 """
@@ -52,7 +52,7 @@ def write(path, chunks, labels, rel_paths, classes, meta, started):
 
 
 def read(path, name="features"):
-    """The `name` arrays of a split (features, or block4_pool for fine-tuning) with labels and paths."""
+    """The `name` arrays of a split (features, or the intermediate output for fine-tuning) with labels and paths."""
     try:
         with h5py.File(path, "r") as h5:
             attrs = dict(h5.attrs)

@@ -58,7 +58,7 @@ def summary_row(name, metrics, predictions):
         "roc_auc": scored.get("roc_auc", cv.get("roc_auc", {}).get("mean")),
         "tta": metrics.get("tta", False),
         "seconds": metrics["fit_seconds"] + metrics.get("cv_seconds", 0),
-        "speedup": metrics.get("speedup"),  # fine-tuning's step speed-up from cached block-4 output
+        "speedup": metrics.get("speedup"),  # fine-tuning's step speed-up from the cached intermediate output
         "input_size": metrics.get("input_size"),  # recorded by rows that read images (the scratch CNN)
     }
 
@@ -337,7 +337,7 @@ def fmt_score(value):
 
 
 def augmentation_section(settings, data_dir, input_size):
-    """A few training images beside their augmented copies as VGG16 sees them, so a bad setting shows at a glance."""
+    """A few training images beside their augmented copies as the backbone sees them: a bad setting shows at once."""
     heading = "## Augmented copies"
     if not any(settings[name] for name in AUGMENT_TRANSFORMS):
         return [heading, "None: every transform in `augment` is off, so a copy would be the image itself."]

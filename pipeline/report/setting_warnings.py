@@ -8,8 +8,8 @@ from pipeline.config import ROW_SECTIONS
 from pipeline.data import image_size
 
 # Where a mirror image shows another class (digits, text), a model trained on the images scores far
-# worse on their mirror images; on photos of things that face either way the two scores are within a
-# point or two (benchmarks/results.md). Flips then teach the heads pictures that belong to no class.
+# worse on their mirror images; on photos of things that face either way the two scores stay close.
+# Flips then teach the heads pictures that belong to no class.
 MIRROR_DROP = 0.10
 # Above this many training images of the largest class per image of the smallest, a model gains accuracy
 # by favouring the large class, and the small one's recall is what pays (benchmarks/imbalance.py).
