@@ -76,8 +76,9 @@ class FineTuner(ClassifierMixin, BaseEstimator):
         self.cached_ = keras.Model(top_part.input, head(top_part.output), name="top_and_head")
         return self
 
-    def fit(self, views, y, validation):
-        """`views`: (images, views, *intermediate shape); `validation`: (intermediate output, labels), to stop early."""
+    def fit(self, views, y, validation, curves=None):
+        """`views`: (images, views, *intermediate shape); `validation`: (intermediate output, labels), to stop early;
+        `curves`: a pipeline.modeling.live.Folder for the learning curves."""
         self.classes_ = self.head.classes_
         weights = networks.class_weights(self.class_weight, self.classes_, y)  # before the backbone loads
         self.build()
@@ -85,7 +86,7 @@ class FineTuner(ClassifierMixin, BaseEstimator):
                          keras.optimizers.SGD(self.learning_rate, momentum=self.momentum))
         data = networks.RandomViews(views, y, self.batch_size, self.random_state)
         self.history_ = networks.train(self.cached_, data, validation, self.epochs, self.patience, log=True,
-                                       class_weight=weights)
+                                       class_weight=weights, curves=curves)
         return self
 
     def predict_proba(self, intermediate, flipped=None):

@@ -96,8 +96,9 @@ class ScratchCNN(ClassifierMixin, BaseEstimator):
         if input_size < smallest:
             raise PipelineError(f"the {self.network} scratch CNN needs input_size {smallest} or more, not {input_size}")
 
-    def fit(self, X, y, validation=None):
-        """X: (images, size, size, 3) in 0-255; validation: (X, y) for early stopping, else a slice of X."""
+    def fit(self, X, y, validation=None, curves=None):
+        """X: (images, size, size, 3) in 0-255; validation: (X, y) for early stopping, else a slice of X;
+        curves: a pipeline.modeling.live.Folder for the learning curves."""
         self._check(X.shape[1])
         self.classes_, y_index = np.unique(y, return_inverse=True)
         keras.utils.set_random_seed(self.random_state)
@@ -113,7 +114,7 @@ class ScratchCNN(ClassifierMixin, BaseEstimator):
                                                   OPTIMIZERS[self.optimizer](self.learning_rate))
         self.history_ = networks.train(self.model_, (X, y_index), validation, self.epochs,
                                        self.patience, self.batch_size, log=True, class_weight=weights,
-                                       lr_patience=self.lr_patience)
+                                       lr_patience=self.lr_patience, curves=curves)
         return self
 
     def predict_proba(self, X):

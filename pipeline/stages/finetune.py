@@ -44,8 +44,7 @@ def main(argv):
                                backbone=meta.get("backbone", backbone.DEFAULT), **settings)
     start = time.perf_counter()
     fit, validation = stopping_data(train, head.model[-1])
-    with live.logging_to(live.directory(name)):  # its learning curves, epoch by epoch (DVCLive)
-        tuner.fit(train.views()[fit], train.y[fit], validation)
+    tuner.fit(train.views()[fit], train.y[fit], validation, curves=live.emptied(live.directory(name)))
     seconds = time.perf_counter() - start
     tta = params["evaluate"]["tta"] and heldout.flipped is not None
     proba = tuner.predict_proba(heldout.X, heldout.flipped if tta else None)

@@ -54,8 +54,7 @@ def main(argv):
     stop = split_images(stop_split) if stop_split else None
     cnn = ScratchCNN(augmentation, precision=precision, random_state=params["evaluate"]["seed"], **settings)
     start = time.perf_counter()
-    with live.logging_to(live.directory(name)):  # its learning curves, epoch by epoch (DVCLive)
-        cnn.fit(train.X, train.y, validation=stop and (stop.X, stop.y))
+    cnn.fit(train.X, train.y, validation=stop and (stop.X, stop.y), curves=live.emptied(live.directory(name)))
     seconds = time.perf_counter() - start
     tta = params["evaluate"]["tta"]
     # Scored as predict runs it: the saved network, with TTA where set.
