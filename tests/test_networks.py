@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.model_selection import StratifiedGroupKFold
 
 from pipeline import PipelineError
 from pipeline.modeling import live
@@ -73,6 +74,8 @@ def test_the_stopping_share_is_one_fold_and_a_share_past_half_is_refused():
     for fraction, images in ((0.5, 30), (0.25, 15), (0.15, 60 / 7)):  # one of round(1 / fraction) folds
         _, stop = set_aside_stopping_rows(y, groups, fraction, seed=0)
         assert abs(len(np.unique(groups[stop])) - images) < 1
+        folds = StratifiedGroupKFold(round(1 / fraction), shuffle=True, random_state=0).split(y, y, groups)
+        np.testing.assert_array_equal(stop, next(folds)[1])  # scikit-learn's first fold, as it makes it
     for fraction in (0, 0.6):
         with pytest.raises(ValueError, match="validation_fraction must be above 0 and at most 0.5"):
             set_aside_stopping_rows(y, groups, fraction, seed=0)
