@@ -84,8 +84,9 @@ class FineTuner(ClassifierMixin, BaseEstimator):
         self.cached_ = keras.Model(top_part.input, head(top_part.output), name="top_and_head")
         return self
 
-    def fit(self, views, y, validation):
-        """`views`: (images, views, *intermediate shape); `validation`: (intermediate output, labels), to stop early."""
+    def fit(self, views, y, validation, curves=None):
+        """`views`: (images, views, *intermediate shape); `validation`: (intermediate output, labels), to stop early;
+        `curves`: a pipeline.modeling.live.Folder for the learning curves."""
         self.classes_ = self.head.classes_
         weights = networks.class_weights(self.class_weight, self.classes_, y)  # before the backbone loads
         self.build()
@@ -93,7 +94,7 @@ class FineTuner(ClassifierMixin, BaseEstimator):
                          keras.optimizers.SGD(self.learning_rate, momentum=self.momentum))
         data = networks.RandomViews(views, y, self.batch_size, self.random_state)
         self.history_ = networks.train(self.cached_, data, validation, self.epochs, self.patience, log=True,
-                                       class_weight=weights)
+                                       class_weight=weights, curves=curves)
         return self
 
     def predict_proba(self, intermediate, flipped=None):
@@ -119,11 +120,12 @@ def speedup(tuner, images, intermediate, labels):
     return {"full_seconds_per_image": full, "cached_seconds_per_image": cached, "speedup": full / cached}
 
 
-def fine_tune(head_name, settings, data_dir, seed, tta):
+def fine_tune(head_name, settings, data_dir, seed, tta, curves=None):
     """Fine-tune the backbone's top block with the trained dense head `head_name`, on the cached features.
 
     `settings`: the row's FineTuner settings. Returns (the SavedModel, which takes images, its metrics,
     its held-out predictions); scored on the held-out split with the mirror images averaged in if `tta`.
+    `curves`: a pipeline.modeling.live.Folder for the learning curves.
     """
     head = SavedModel.load(paths.model_file(head_name))
     train = store.read(paths.features_file("train"), backbone.INTERMEDIATE)
@@ -138,7 +140,7 @@ def fine_tune(head_name, settings, data_dir, seed, tta):
                       backbone=meta.get("backbone", backbone.DEFAULT), **settings)
     start = time.perf_counter()
     fit, validation = stopping_data(train, head.model[-1])
-    tuner.fit(train.views()[fit], train.y[fit], validation)
+    tuner.fit(train.views()[fit], train.y[fit], validation, curves=curves)
     seconds = time.perf_counter() - start
     tta = tta and heldout.flipped is not None
     proba = tuner.predict_proba(heldout.X, heldout.flipped if tta else None)

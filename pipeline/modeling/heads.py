@@ -28,6 +28,7 @@ class DenseHead(ClassifierMixin, BaseEstimator):
     """
 
     parallel_folds = False  # it seeds Keras's global random state: CV folds fit one at a time (evaluation.fold_jobs)
+    __metadata_request__fit = {"groups": True, "curves": True}  # routed to fit by scikit-learn (evaluation.fit)
 
     def __init__(self, units=256, dropout=0.5, learning_rate=1e-3, epochs=100, batch_size=32,
                  patience=5, validation_fraction=0.15, class_weight=None, random_state=0):
@@ -41,12 +42,13 @@ class DenseHead(ClassifierMixin, BaseEstimator):
         self.class_weight = class_weight
         self.random_state = random_state
 
-    def fit(self, X, y, groups=None):
+    def fit(self, X, y, groups=None, curves=None):
         """Fit on the rows of X; early stopping watches `validation_fraction` of the groups.
 
         `groups` labels each row's image (its augmented copies and duplicates share the label),
         so no image is both trained on and watched; None makes each row its own group. The
         watched groups are kept in `stopping_groups_`, for later stages to leave out too.
+        `curves`: a pipeline.modeling.live.Folder for the learning curves (networks.train).
         """
         from pipeline.modeling import networks  # Keras loads with the first dense head, not with this module
         from pipeline.quiet_keras import keras
@@ -72,7 +74,7 @@ class DenseHead(ClassifierMixin, BaseEstimator):
         ]), n_classes, keras.optimizers.Adam(self.learning_rate))
         self.history_ = networks.train(
             self.model_, (X[fit], y_index[fit]), (X[stop], y_index[stop]),
-            self.epochs, self.patience, self.batch_size, class_weight=weights,
+            self.epochs, self.patience, self.batch_size, class_weight=weights, curves=curves,
         )
         return self
 

@@ -102,8 +102,9 @@ class ScratchCNN(ClassifierMixin, BaseEstimator):
         if input_size < smallest:
             raise PipelineError(f"the {self.network} scratch CNN needs input_size {smallest} or more, not {input_size}")
 
-    def fit(self, X, y, validation=None):
-        """X: (images, size, size, 3) in 0-255; validation: (X, y) for early stopping, else a slice of X."""
+    def fit(self, X, y, validation=None, curves=None):
+        """X: (images, size, size, 3) in 0-255; validation: (X, y) for early stopping, else a slice of X;
+        curves: a pipeline.modeling.live.Folder for the learning curves."""
         self._check(X.shape[1])
         self.classes_, y_index = np.unique(y, return_inverse=True)
         keras.utils.set_random_seed(self.random_state)
@@ -119,19 +120,20 @@ class ScratchCNN(ClassifierMixin, BaseEstimator):
                                                   OPTIMIZERS[self.optimizer](self.learning_rate))
         self.history_ = networks.train(self.model_, (X, y_index), validation, self.epochs,
                                        self.patience, self.batch_size, log=True, class_weight=weights,
-                                       lr_patience=self.lr_patience)
+                                       lr_patience=self.lr_patience, curves=curves)
         return self
 
     def predict_proba(self, X):
         return networks.keras_proba(self.model_, X)
 
 
-def train_and_score(cnn, manifest, data_dir, input_size, tta):
+def train_and_score(cnn, manifest, data_dir, input_size, tta, curves=None):
     """Train `cnn` on the training images of `manifest` at `input_size` px, and score it on the held-out split.
 
     Early stopping watches the validation split when there is one besides the held-out split, else a
     part of the training images (ScratchCNN.fit). The score is the saved network's, as predict runs it,
-    with the mirror images averaged in if `tta`. Returns (the SavedModel, its metrics, its predictions).
+    with the mirror images averaged in if `tta`. `curves`: a pipeline.modeling.live.Folder for the
+    learning curves. Returns (the SavedModel, its metrics, its predictions).
     """
     classes = catalog.class_names(manifest)
     heldout_split = catalog.heldout_split(manifest["split"])
@@ -149,7 +151,7 @@ def train_and_score(cnn, manifest, data_dir, input_size, tta):
     stop_split = catalog.separate_validation_split(manifest["split"])
     stop = split_images(stop_split) if stop_split else None
     start = time.perf_counter()
-    cnn.fit(train.X, train.y, validation=stop and (stop.X, stop.y))
+    cnn.fit(train.X, train.y, validation=stop and (stop.X, stop.y), curves=curves)
     seconds = time.perf_counter() - start
     model = SavedModel(without_augmentation(cnn.model_, cnn.augmentation), classes, input_size, tta=tta)
     scores, predictions = evaluation.scores_and_predictions(model.predict_proba_arrays(heldout.X), heldout, classes,

@@ -19,9 +19,9 @@ def main(argv):
         raise PipelineError(f"{where}.head must name a dense head under heads: that `dvc repro` trained, "
                             f"not {head_name!r}")
     check_settings(where, settings, set(finetune.FineTuner().get_params()) - set(finetune.FIXED))
-    with live.logging_to(live.directory(name)):  # its learning curves, epoch by epoch (DVCLive)
-        model, metrics, predictions = finetune.fine_tune(head_name, settings, params["data"]["dir"],
-                                                         params["evaluate"]["seed"], params["evaluate"]["tta"])
+    model, metrics, predictions = finetune.fine_tune(head_name, settings, params["data"]["dir"],
+                                                     params["evaluate"]["seed"], params["evaluate"]["tta"],
+                                                     curves=live.emptied(live.directory(name)))
     outputs.save(name, model, metrics, predictions)
     print(outputs.summary(name, metrics))
     print(f"a training step costs {metrics['speedup']:.1f}x less per image from the cached intermediate output")

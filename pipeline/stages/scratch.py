@@ -28,8 +28,8 @@ def main(argv):
     check_settings(f"params.yaml: scratch.{name}", settings, known)
     precision = engines.resolve("keras", params["backbone"]["precision"])[1]
     cnn = scratch.ScratchCNN(augmentation, precision=precision, random_state=params["evaluate"]["seed"], **settings)
-    with live.logging_to(live.directory(name)):  # its learning curves, epoch by epoch (DVCLive)
-        model, metrics, predictions = scratch.train_and_score(cnn, manifest, data_dir, size, params["evaluate"]["tta"])
+    model, metrics, predictions = scratch.train_and_score(cnn, manifest, data_dir, size, params["evaluate"]["tta"],
+                                                          curves=live.emptied(live.directory(name)))
     outputs.save(name, model, metrics, predictions)
     print(outputs.summary(name, metrics))
 

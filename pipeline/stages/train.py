@@ -24,13 +24,12 @@ def main(argv):
     layer = heads.layer_of(spec)
     train = read(paths.features_file("train"), layer)
     heldout = store.heldout_file()
-    # A dense head's curves (DVCLive): each CV fold's fit starts them afresh and the final fit comes last.
-    with live.logging_to(live.directory(name), dvcyaml=live.own_dvcyaml(name)):
-        fitted, result, predictions, out_of_fold = evaluation.evaluate(
-            model, train, heldout and read(heldout, layer), params["evaluate"]["folds"], seed,
-            tta=params["evaluate"]["tta"],
-            groups=duplicates.image_groups(train.paths, duplicates.read(paths.DUPLICATES)),  # copies in one fold
-        )
+    fitted, result, predictions, out_of_fold = evaluation.evaluate(
+        model, train, heldout and read(heldout, layer), params["evaluate"]["folds"], seed,
+        tta=params["evaluate"]["tta"],
+        groups=duplicates.image_groups(train.paths, duplicates.read(paths.DUPLICATES)),  # copies in one fold
+        curves=live.emptied(live.directory(name), dvcyaml=live.own_dvcyaml(name)),  # a dense head's (DVCLive)
+    )
     model = SavedModel(fitted, train.classes, train.meta["input_size"], tta=result.get("tta", False),
                        preprocessing=FeaturePass(dict(train.meta), layer))
     approach = "bottleneck" if layer == heads.DEFAULT_LAYER else f"{layer} features"
