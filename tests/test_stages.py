@@ -8,6 +8,7 @@ import importlib
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -102,6 +103,9 @@ def test_featurize_writes_each_split_with_its_copies_mirrors_and_provenance(proj
     test = store.read(project / paths.features_file("test"))
     assert len(train.y) == 2 * PER_CLASS and train.views().shape[:2] == (2 * PER_CLASS, 2)  # image and one copy
     assert train.flipped is None and test.flipped is not None  # mirror images of held-out images only (TTA)
+    images, mirrored, labels = store.mirror_sample(project / paths.features_file("train"))  # the flip check's
+    assert np.array_equal(images, train.X) and (labels == train.y).all() and mirrored.shape == images.shape  # all 12
+    assert not np.allclose(images, mirrored) and store.mirror_sample(project / paths.features_file("test")) is None
     assert test.augmented is None  # held-out images are never augmented
     assert train.classes == ["blue", "red"]
     meta = store.read_meta(project / paths.features_file("train"))
