@@ -180,6 +180,16 @@ def test_an_empty_folder_says_what_layout_is_expected(tmp_path):
         find_images(tmp_path)
 
 
+def test_images_outside_class_folders_or_all_unreadable_say_what_is_wrong(tmp_path):
+    write_image(tmp_path / "loose.png", COLOURS["red"], 0)
+    with pytest.raises(PipelineError, match=r"no images in .* but 1 files directly in it: expected .*<class>/<image>"):
+        find_images(tmp_path)
+    (tmp_path / "red").mkdir()
+    (tmp_path / "red/broken.png").write_text("not an image")
+    with pytest.warns(UserWarning), pytest.raises(PipelineError, match=r"^no readable images in .*warnings above"):
+        find_images(tmp_path)
+
+
 def test_val_and_validation_together_are_ambiguous(tmp_path):
     root = make_tree(tmp_path / "images", splits=("train", "val", "validation"), per_class=1)
     with pytest.raises(PipelineError, match="keep one of them"):

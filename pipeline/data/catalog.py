@@ -42,9 +42,10 @@ def find_images(data_dir):
     files = pd.DataFrame([(file, split, d.name, d) for split, d in folders for file in files_under(d)],
                          columns=["file", "split", "label", "folder"])
     if files.empty:
+        loose = len(direct_files(data_dir))
         raise PipelineError(
-            f"no images in {data_dir}: expected {data_dir}/<class>/<image> "
-            f"or {data_dir}/train/<class>/<image>"
+            f"no images in {data_dir}{f' but {loose} files directly in it' if loose else ''}: "
+            f"expected {data_dir}/<class>/<image> or {data_dir}/train/<class>/<image>"
         )
     reasons = unreadable(files["file"])
     bad = files["file"].isin(list(reasons))
@@ -56,8 +57,9 @@ def find_images(data_dir):
     skipped = pd.concat([skipped, pd.DataFrame(left_out, columns=["path", "reason"])], ignore_index=True)
     manifest = files[~bad].assign(path=lambda f: relative(f["file"], data_dir))
     manifest = manifest[["path", "split", "label"]].reset_index(drop=True)
-    if split_dirs and not (manifest["split"] == "train").any():
-        raise PipelineError(f"no readable training images in {data_dir}")
+    if manifest.empty or split_dirs and not (manifest["split"] == "train").any():
+        raise PipelineError(f"no readable {'training ' if split_dirs else ''}images in {data_dir}: "
+                            "the warnings above say why")
     return manifest, skipped
 
 
