@@ -49,11 +49,10 @@ def main(argv):
         copies = augment.Copies(augmentation, count, augmentation["seed"])
         views = extraction.views(copies, mirrored=params["evaluate"]["tta"] and split == heldout)
         keys = list(rows["sha256"])
-        files = [root / p for p in rows["path"]]
-        extracted = runners.extract(settings["runner"], extractor, cache, views, files, keys, settings["batch_size"],
-                                    desc=split)
+        extracted = runners.extract(settings["runner"], extractor, cache, views, [root / p for p in rows["path"]],
+                                    keys, settings["batch_size"], desc=split)
         flips = augmentation["horizontal_flip"] or params["evaluate"]["tta"]
-        sample = mirror_sample(settings, extractor, cache, files, keys) if split == "train" and flips else {}
+        sample = mirror_sample(settings, extractor, cache, root, rows) if split == "train" and flips else {}
         seconds = time.perf_counter() - started
         store.write(paths.features_file(split), cache.rows(views, keys),
                        labels=[classes.index(label) for label in rows["label"]], rel_paths=list(rows["path"]),
@@ -61,25 +60,26 @@ def main(argv):
                        meta={**provenance, "weights": settings["weights"], "split": split,
                              "augmented_copies": copies.count, "extracted": extracted})
         speed = f", {extracted / seconds:.1f} images/s" if extracted else ""
-        mirrored = f", and the mirror images of {len(sample[store.SAMPLE_ROWS])} of them" if sample else ""
-        print(f"{split}: {len(rows)} images (+{copies.count} augmented copies each{mirrored}); "
+        print(f"{split}: {len(rows)} images (+{copies.count} augmented copies each); "
               f"{extracted} extracted now{speed}, the rest from the cache")  # copies of one image count once
     # Linux counts in KiB. Splits stream through the cache in shards, so this should not grow with the data.
     print(f"peak memory {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
 
 
-def mirror_sample(settings, extractor, cache, files, keys):
-    """The mirror images' features of a sample of training images, for the report's flip check, as store.write's extra.
+def mirror_sample(settings, extractor, cache, root, rows):
+    """The mirror images' features of a sample of training images (manifest `rows`), as store.write's extra.
 
     Where flips are on, the report asks whether a mirror image still shows its class; answering from
     training images keeps every warning off the held-out split (pipeline.report.setting_warnings).
     """
-    rows = store.mirror_sample_rows(keys)
-    sample_keys = [keys[row] for row in rows]
-    runners.extract(settings["runner"], extractor, cache, [extraction.FLIPPED], [files[row] for row in rows],
-                    sample_keys, settings["batch_size"])
-    chunks = list(cache.rows([extraction.FLIPPED], sample_keys))
-    return {store.SAMPLE_ROWS: rows, "features_flipped_sample": np.concatenate([c["features_flipped"] for c in chunks])}
+    picked = store.mirror_sample_rows(list(rows["sha256"]))
+    sample = rows.iloc[picked]
+    keys = list(sample["sha256"])
+    extracted = runners.extract(settings["runner"], extractor, cache, [extraction.FLIPPED],
+                                [root / p for p in sample["path"]], keys, settings["batch_size"])
+    print(f"the mirror images of {len(keys)} training images, for the report's flip check: {extracted} extracted now")
+    mirrored = np.concatenate([chunk["features_flipped"] for chunk in cache.rows([extraction.FLIPPED], keys)])
+    return {store.SAMPLE_ROWS: picked, "features_flipped_sample": mirrored}
 
 
 if __name__ == "__main__":
