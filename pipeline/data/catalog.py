@@ -211,8 +211,8 @@ def content_split(manifest, copies, validation=0.0, test=0.2, seed=42):
     group_of = manifest["path"].map(dict(zip(copies["path"], copies["group"])))
     key = manifest["sha256"].where(group_of.isna(), manifest["sha256"].groupby(group_of).transform("min"))
     place = key.map(lambda sha256: position(sha256, seed))
-    return pd.Series("train", index=manifest.index).mask(place < test, "test").mask(place >= 1 - validation,
-                                                                                   "validation")
+    split = pd.Series("train", index=manifest.index)
+    return split.mask(place < test, "test").mask(place >= 1 - validation, "validation")
 
 
 def position(sha256, seed):
