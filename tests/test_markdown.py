@@ -180,6 +180,39 @@ def test_the_report_shows_the_chosen_row_then_the_checks_then_the_settings(tmp_p
         assert f"({figure}.png)" in text and (paths.REPORTS / f"{figure}.png").stat().st_size > 0
 
 
+def rewrite_features(split, flipped=None, extra=None):
+    """Write a split's features file again, with mirror images of every image or `extra` arrays (a mirror sample)."""
+    cached = store.read(paths.features_file(split))
+    intermediate = store.read(paths.features_file(split), INTERMEDIATE).X
+    arrays = {"features": cached.X, INTERMEDIATE: intermediate}
+    if flipped is not None:
+        arrays["features_flipped"] = flipped
+    store.write(paths.features_file(split), [arrays], cached.y, cached.paths, cached.classes, meta=cached.meta,
+                started=time.perf_counter(), extra=extra)
+
+
+def other_class(cached):
+    """small_results' features are noise plus the class: these "mirror images" show the other class."""
+    return cached.X + (1 - 2 * cached.y)[:, None]
+
+
+@pytest.mark.parametrize("train_mirror_changes_class", [True, False])
+def test_the_flip_warning_is_drawn_from_training_images_never_held_out_ones(tmp_path, monkeypatch,
+                                                                            train_mirror_changes_class):
+    monkeypatch.chdir(tmp_path)
+    settings = {**SETTINGS, "evaluate": {**SETTINGS["evaluate"], "tta": True}}
+    rows = small_results(tmp_path, settings)
+    train, test = (store.read(paths.features_file(split)) for split in ("train", "test"))
+    rewrite_features("train", extra={store.SAMPLE_ROWS: np.arange(len(train.y)), "features_flipped_sample":
+                                     other_class(train) if train_mirror_changes_class else train.X})
+    # Held-out mirror images that say the opposite: read, they would decide the other way.
+    rewrite_features("test", flipped=test.X if train_mirror_changes_class else other_class(test))
+    markdown.write(*rows)
+    text = (paths.REPORTS / "report.md").read_text()
+    assert ("## Warnings" in text) == train_mirror_changes_class
+    assert ("augment.horizontal_flip: false" in text) == train_mirror_changes_class
+
+
 def test_a_class_never_predicted_has_no_precision():
     table = per_class_table(pd.DataFrame({"actual": ["a", "b", "b"], "predicted": ["a", "a", "a"]}), ["a", "b"])
     assert "| b       |                 2 |    0.000 |         n/a |" in table

@@ -8,6 +8,7 @@ import importlib
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -73,11 +74,38 @@ def test_prepare_lists_every_image_with_its_split_label_and_hash(project):
     assert (project / paths.DUPLICATES).exists()
 
 
+def test_prepare_splits_an_unsplit_folder_by_content_and_names_what_it_leaves_out(tmp_path, monkeypatch):
+    images = make_tree(tmp_path / "images", splits=(None,), per_class=20)
+    (images / "red/0_copy.png").write_bytes((images / "red/0.png").read_bytes())
+    (images / "loose.png").write_bytes((images / "red/1.png").read_bytes())
+    (images / "green").mkdir()
+    (images / "green/scan.tif").write_text("not an image")
+    params = tiny_params(images, "unused")
+    params["data"]["split"].update(validation=0.2, test=0.2)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    monkeypatch.chdir(tmp_path)
+    with pytest.warns(UserWarning) as warned:
+        stage("prepare")
+    manifest = pd.read_csv(paths.MANIFEST).set_index("path")
+    assert set(manifest["split"]) == {"train", "validation", "test"} and len(manifest) == 41
+    assert manifest.loc["red/0.png", "split"] == manifest.loc["red/0_copy.png", "split"]  # copies on one side
+    again = pd.read_csv(paths.DUPLICATES)
+    assert (again["split"] == manifest.loc["red/0.png", "split"]).all() and not again["left_out"].any()
+    skipped = pd.read_csv(paths.SKIPPED).set_index("path")["reason"]
+    assert sorted(skipped.index) == ["green/", "green/scan.tif", "loose.png"]
+    said = [str(warning.message) for warning in warned]
+    assert any(line.startswith("skipping green/: no readable image") for line in said)
+    assert any(line.startswith("skipping loose.png: it lies directly in data.dir") for line in said)
+
+
 def test_featurize_writes_each_split_with_its_copies_mirrors_and_provenance(project):
     train = store.read(project / paths.features_file("train"))
     test = store.read(project / paths.features_file("test"))
     assert len(train.y) == 2 * PER_CLASS and train.views().shape[:2] == (2 * PER_CLASS, 2)  # image and one copy
     assert train.flipped is None and test.flipped is not None  # mirror images of held-out images only (TTA)
+    images, mirrored, labels = store.mirror_sample(project / paths.features_file("train"))  # the flip check's
+    assert np.array_equal(images, train.X) and (labels == train.y).all() and mirrored.shape == images.shape  # all 12
+    assert not np.allclose(images, mirrored) and store.mirror_sample(project / paths.features_file("test")) is None
     assert test.augmented is None  # held-out images are never augmented
     assert train.classes == ["blue", "red"]
     meta = store.read_meta(project / paths.features_file("train"))

@@ -236,12 +236,12 @@ def write(names, heads, data_dir, settings=None):
 
 
 def warnings_section(settings, data_dir, input_size):
-    """Settings that look wrong for these images, one line each (pipeline.report.setting_warnings)."""
+    """Settings that look wrong for these images, one line each, judged on the training images alone
+    (pipeline.report.setting_warnings)."""
     manifest = catalog.read_manifest(paths.MANIFEST)
-    heldout = store.heldout_file()
     train = catalog.split_files(manifest, "train", data_dir)
-    lines = setting_warnings.warnings(settings, train, input_size, heldout and store.read(heldout),
-                                    labels=manifest.loc[manifest["split"] == "train", "label"])
+    lines = setting_warnings.warnings(settings, train, input_size, store.mirror_sample(paths.features_file("train")),
+                                      labels=manifest.loc[manifest["split"] == "train", "label"])
     return ["## Warnings", "\n".join(f"- {line}" for line in lines)] if lines else []
 
 
