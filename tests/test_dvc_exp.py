@@ -86,5 +86,5 @@ def test_a_key_not_yet_in_params_yaml_is_added_with_plus(project):
     assert "To append to your config use +heads.logreg_intermediate.class_weight=balanced" in refused.stderr
     result = dvc(project, "exp", "run", "-S", "+heads.logreg_intermediate.class_weight=balanced")
     assert stages_run(result) == {"train@logreg_intermediate", "report"}
-    assert params(project)["heads"]["logreg_intermediate"] == {"type": "logreg", "layer": "block4",
-                                                         "class_weight": "balanced"}
+    assert params(project)["heads"]["logreg_intermediate"] == {"type": "logreg", "layer": "intermediate",
+                                                               "class_weight": "balanced"}
