@@ -124,12 +124,12 @@ def test_a_head_without_type_or_with_a_bad_scale_is_refused():
         make_head("x", {"type": "logreg", "scale": "minmax"})
 
 
-def test_a_head_can_read_block_4_averaged_over_positions_and_a_wrong_layer_is_named():
+def test_a_head_can_read_the_intermediate_output_averaged_over_positions_and_a_wrong_layer_is_named():
     maps = np.arange(2 * 3 * 3 * 4, dtype=np.float32).reshape(2, 3, 3, 4)
-    np.testing.assert_allclose(heads.vectors(maps, "block4"), maps.mean(axis=(1, 2)))
-    assert heads.vectors(maps, "block5") is maps and heads.vectors(None, "block4") is None
-    assert heads.layer_of({"type": "logreg"}) == "block5"
-    with pytest.raises(PipelineError, match="unknown layer 'block3'; use one of block5, block4"):
+    np.testing.assert_allclose(heads.vectors(maps, "intermediate"), maps.mean(axis=(1, 2)))
+    assert heads.vectors(maps, "pooled") is maps and heads.vectors(None, "intermediate") is None
+    assert heads.layer_of({"type": "logreg"}) == "pooled"
+    with pytest.raises(PipelineError, match="unknown layer 'block3'; use one of pooled, intermediate"):
         make_head("x", {"type": "logreg", "layer": "block3"})
 
 

@@ -13,8 +13,8 @@ from pipeline.modeling.networks import (
     class_weights,
     compile_classifier,
     float64_copy,
+    keras_proba,
     output_layer,
-    proba,
     set_aside_stopping_rows,
     train,
 )
@@ -93,7 +93,7 @@ def test_probabilities_of_one_sigmoid_unit_come_as_two_columns_in_any_batch_coun
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((3,)), output_layer(2)])
     X = np.random.default_rng(0).normal(size=(70, 3))  # three batches of 32, the last one short
-    p = proba(model, X)
+    p = keras_proba(model, X)
     assert p.shape == (70, 2) and p.dtype == np.float64
     np.testing.assert_allclose(p[:, 1], model.predict(X, verbose=0)[:, 0], rtol=1e-5)
     np.testing.assert_allclose(p.sum(axis=1), 1, rtol=0, atol=1e-12)
@@ -107,10 +107,10 @@ def test_the_float64_copy_predicts_what_the_model_does_in_float64_whatever_the_r
     copy = float64_copy(model)
     assert {weight.dtype for weight in copy.weights} == {"float64"}
     assert model.weights[0].dtype == "float32"  # the original is left as it was
-    p = proba(copy, X, dtype=np.float64)
-    np.testing.assert_allclose(p, proba(model, X), rtol=1e-6)  # float32's rounding apart, the same network
+    p = keras_proba(copy, X, dtype=np.float64)
+    np.testing.assert_allclose(p, keras_proba(model, X), rtol=1e-6)  # float32's rounding apart, the same network
     order = np.random.default_rng(1).permutation(20)
-    np.testing.assert_allclose(proba(copy, X[order], dtype=np.float64), p[order], rtol=1e-12, atol=0)
+    np.testing.assert_allclose(keras_proba(copy, X[order], dtype=np.float64), p[order], rtol=1e-12, atol=0)
 
 
 def test_training_stops_early_and_keeps_the_best_epoch(capsys):

@@ -31,13 +31,6 @@ def average_with_mirror(proba_of, X, mirrored=None):
     return proba / proba.sum(axis=1, keepdims=True)  # float32 outputs miss 1 by more than log_loss allows
 
 
-def class_columns(model, X, n_classes):
-    """A scikit-learn classifier's probabilities with one column per class, also had it seen only some classes."""
-    proba = np.zeros((len(X), n_classes))
-    proba[:, model.classes_] = model.predict_proba(X)
-    return proba
-
-
 def scores(y_true, proba):
     """All METRICS for integer labels and an (n, n_classes) probability matrix."""
     labels = np.arange(proba.shape[1])
@@ -59,12 +52,18 @@ def roc_auc(y_true, proba):
     return metrics.roc_auc_score(y_true, proba, multi_class="ovr")
 
 
-def predict_proba(model, X, n_classes, flipped=None):
-    """Probabilities with one column per class, also for a model that saw only some classes.
+def head_proba(head, X, n_classes, mirrored=None):
+    """(len(X), n_classes) probabilities of a fitted scikit-learn head (labels 0..n_classes-1) from its vectors X.
 
-    With `flipped` (the mirror images' features), the average over both: test-time augmentation.
+    One column per class, also for a head that saw only some of them in its fold. With `mirrored` (the
+    mirror images' vectors), averaged with theirs: test-time augmentation.
     """
-    return average_with_mirror(lambda rows: class_columns(model, rows, n_classes), X, flipped)
+    def columns(rows):
+        proba = np.zeros((len(rows), n_classes))
+        proba[:, head.classes_] = head.predict_proba(rows)
+        return proba
+
+    return average_with_mirror(columns, X, mirrored)
 
 
 def fit(model, X, y, **metadata):
@@ -119,7 +118,7 @@ def cross_validate(model, views, y, n_classes, folds, seed, groups=None, n_jobs=
 
     def fold(train, test):
         fitted, _ = fit(model, rows[train], row_labels[train], groups=row_groups[train])
-        return predict_proba(fitted, rows[test], n_classes)
+        return head_proba(fitted, rows[test], n_classes)
 
     n_jobs = min(fold_jobs(model) if n_jobs is None else n_jobs, len(splits))
     # Threads share the rows; the cores' BLAS threads are divided between them rather than multiplied.
@@ -148,8 +147,9 @@ def cv_summary(per_fold):
     return {name: {"mean": per_fold[name].mean(), "std": per_fold[name].std(ddof=1)} for name in METRICS}
 
 
-def outcome(proba, scored, classes, split):
-    """(held-out scores, predictions table) for probabilities over the images of `scored`."""
+def scores_and_predictions(proba, scored, classes, split):
+    """(METRICS of `split` as a dict, table of each image's path, labels and probabilities) for `proba`
+    over the images of `scored` (a pipeline.features.store.Features)."""
     classes = np.asarray(classes)
     predictions = pd.DataFrame({
         "path": scored.paths,
@@ -195,11 +195,11 @@ def evaluate(model, train, heldout, folds, seed, tta=False, groups=None, n_jobs=
     result = {"cv": cv_summary(per_fold), "cv_seconds": cv_seconds, "fit_seconds": fit_seconds,
               "training_views": int(views.shape[1])}
     if heldout is None:
-        _, predictions = outcome(out_of_fold, train, train.classes, "cv")  # scores: the CV ones
+        _, predictions = scores_and_predictions(out_of_fold, train, train.classes, "cv")  # scores: the CV ones
     else:
         flipped = heldout.flipped if tta else None
-        proba = predict_proba(fitted, heldout.X, n_classes, flipped)
-        result["heldout"], predictions = outcome(proba, heldout, train.classes, heldout.meta["split"])
+        proba = head_proba(fitted, heldout.X, n_classes, flipped)
+        result["heldout"], predictions = scores_and_predictions(proba, heldout, train.classes, heldout.meta["split"])
         result["tta"] = flipped is not None
     return fitted, to_builtin(result), predictions, class_probabilities(out_of_fold, train, train.classes, fold_of)
 

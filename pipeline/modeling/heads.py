@@ -2,7 +2,7 @@
 
 A head in params.yaml is a name mapped to its `type`, an optional `scale`
 (standard, l2 or none, applied inside the pipeline so each CV fold fits its own), an
-optional `layer` (which cached VGG16 output it reads) and the estimator's own settings.
+optional `layer` (which cached backbone output it reads) and the estimator's own settings.
 Adding a type is one class and one HEADS entry.
 """
 import numpy as np
@@ -15,6 +15,7 @@ from sklearn.utils.validation import check_consistent_length, check_is_fitted, c
 
 from pipeline import PipelineError
 from pipeline.config import check_settings
+from pipeline.features.backbone import INTERMEDIATE
 from pipeline.modeling.kernel_svm import KernelSVM
 
 
@@ -82,7 +83,7 @@ class DenseHead(ClassifierMixin, BaseEstimator):
 
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=np.float64)
-        return networks.proba(networks.float64_copy(self.model_), X, dtype=np.float64)
+        return networks.keras_proba(networks.float64_copy(self.model_), X, dtype=np.float64)
 
     def predict(self, X):
         proba = self.predict_proba(X)  # first: it checks that the head is fitted
@@ -99,16 +100,17 @@ HEADS = {
 SCALERS = {"standard": StandardScaler, "l2": Normalizer, "none": None}
 # layer -> (array in the features files, how it becomes one vector per image)
 LAYERS = {
-    "block5": ("features", None),  # the backbone's pooled output (backbone.pooling)
-    # Block 4's output averaged over positions: mid-level features, which did better in CV
-    # where the images are far from ImageNet's photos (mri-alzheimer).
-    "block4": ("block4_pool", lambda maps: maps.mean(axis=(-3, -2))),
+    "pooled": ("features", None),  # the backbone's last feature map, pooled (backbone.pooling)
+    # The intermediate layer's output (pipeline.features.backbone) averaged over positions: mid-level
+    # features, more general than the last layer's, which can serve images far from ImageNet's photos better.
+    "intermediate": (INTERMEDIATE, lambda maps: maps.mean(axis=(-3, -2))),
 }
+DEFAULT_LAYER = "pooled"
 
 
 def layer_of(spec):
-    """The `layer` a head reads: block5 unless params.yaml says otherwise."""
-    return spec.get("layer", "block5") if isinstance(spec, dict) else "block5"
+    """The `layer` a head reads: DEFAULT_LAYER unless params.yaml says otherwise."""
+    return spec.get("layer", DEFAULT_LAYER) if isinstance(spec, dict) else DEFAULT_LAYER
 
 
 def vectors(arrays, layer):
@@ -123,7 +125,7 @@ def make_head(name, spec, seed=0):
     if not isinstance(spec, dict) or "type" not in spec:
         raise PipelineError(f"{where} needs a type: one of {', '.join(HEADS)}")
     settings = dict(spec)
-    kind, scale, layer = settings.pop("type"), settings.pop("scale", "standard"), settings.pop("layer", "block5")
+    kind, scale, layer = settings.pop("type"), settings.pop("scale", "standard"), settings.pop("layer", DEFAULT_LAYER)
     if layer not in LAYERS:
         raise PipelineError(f"{where}: unknown layer {layer!r}; use one of {', '.join(LAYERS)}")
     if kind not in HEADS:

@@ -1,8 +1,9 @@
 """The SVM heads: scikit-learn's SVC on one precomputed kernel matrix, with Platt-scaled probabilities.
 
 SVC inside CalibratedClassifierCV, the formulation this replaces, made six libsvm fits per CV fold,
-each computing 8,192-long dot products one pair of rows at a time, on one core: 17 minutes for a
-linear SVM on 4,000 images. Here the kernel is one BLAS product per fit, which every libsvm fit reads.
+each computing the long feature vectors' dot products one pair of rows at a time, on one core, too slow
+for a few thousand images (README, Speed). Here the kernel is one BLAS product per fit, which every
+libsvm fit reads.
 """
 import numpy as np
 from scipy.optimize import minimize

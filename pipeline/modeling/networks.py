@@ -82,9 +82,10 @@ def train(model, data, validation, epochs, patience, batch_size=None, log=False,
 def float64_copy(model):
     """The model computing in float64, with its trained weights: each row's output then ignores its neighbours.
 
-    In float32 it need not: on a CPU without AVX-512 (seen here) the matrix kernels sum a batch's last rows
-    in another order, so reordering the rows moved a dense head's probabilities by 6e-8, past scikit-learn's
-    1e-7 for "predictions do not depend on row order". Float64's rounding is a billion times smaller.
+    In float32 it need not: on a CPU without AVX-512 the matrix kernels sum a batch's last rows in another
+    order, so reordering the rows moved a dense head's probabilities past scikit-learn's tolerance for
+    "predictions do not depend on row order" (benchmarks/results.md, figures behind the code); float64's
+    rounding stays far below it.
     """
     copy = keras.models.clone_model(model, clone_function=lambda layer: layer.__class__.from_config(
         {**layer.get_config(), "dtype": "float64"}))
@@ -92,8 +93,8 @@ def float64_copy(model):
     return copy
 
 
-def proba(model, X, dtype=np.float32):
-    """(n, n_classes) float64 probabilities that sum to 1, also from a single sigmoid unit."""
+def keras_proba(model, X, dtype=np.float32):
+    """(len(X), n_classes) float64 probabilities that sum to 1 from a Keras classifier, also of one sigmoid unit."""
     X = np.asarray(X, dtype=dtype)
     # Called batch by batch: model.predict builds a tf.data pipeline per call, which costs more
     # than a small head's whole prediction.

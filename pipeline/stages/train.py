@@ -32,7 +32,7 @@ def main(argv):
     )
     model = SavedModel(fitted, train.classes, train.meta["input_size"], tta=result.get("tta", False),
                        preprocessing=FeaturePass(dict(train.meta), layer))
-    approach = "bottleneck" if layer == "block5" else f"{layer} features"
+    approach = "bottleneck" if layer == heads.DEFAULT_LAYER else f"{layer} features"
     metrics = {"type": spec["type"], "approach": f"{approach} + {spec['type']}", "layer": layer, **result}
     outputs.save(name, model, metrics, predictions, out_of_fold)
     print(outputs.summary(name, metrics))
