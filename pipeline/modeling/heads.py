@@ -5,6 +5,8 @@ A head in params.yaml is a name mapped to its `type`, an optional `scale`
 optional `layer` (which cached backbone output it reads) and the estimator's own settings.
 Adding a type is one class and one HEADS entry.
 """
+from dataclasses import replace
+
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import LogisticRegression
@@ -15,6 +17,7 @@ from sklearn.utils.validation import check_consistent_length, check_is_fitted, c
 
 from pipeline import PipelineError
 from pipeline.config import check_settings
+from pipeline.features import store
 from pipeline.features.backbone import INTERMEDIATE
 from pipeline.modeling.kernel_svm import KernelSVM
 
@@ -117,6 +120,14 @@ def vectors(arrays, layer):
     """One vector per image (and per view) from the cached arrays of `layer`."""
     _, reduce = LAYERS[layer]
     return arrays if reduce is None or arrays is None else reduce(arrays)
+
+
+def read_vectors(path, layer):
+    """A split's features file (pipeline.features.store.Features) as a head of `layer` reads it: one vector per
+    image and view."""
+    cached = store.read(path, LAYERS[layer][0])
+    return replace(cached, X=vectors(cached.X, layer), augmented=vectors(cached.augmented, layer),
+                   flipped=vectors(cached.flipped, layer))
 
 
 def make_head(name, spec, seed=0):
