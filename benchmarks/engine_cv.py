@@ -39,7 +39,7 @@ def cached_keras_features(workspace):
     """(features, the intermediate output averaged over positions, labels, paths) of the training images' own rows."""
     with h5py.File(workspace / "features" / "train.h5", "r") as h5:
         intermediate = np.concatenate([h5[backbone.INTERMEDIATE][i:i + 256].mean(axis=(1, 2))
-                                 for i in range(0, len(h5["labels"]), 256)])
+                                       for i in range(0, len(h5["labels"]), 256)])
         return h5["features"][:], intermediate, h5["labels"][:], [p.decode() for p in h5["paths"][:]]
 
 
@@ -64,7 +64,7 @@ def engine_features(name, params, paths, setting, cache, weights):
         backbone_params = params["backbone"]
         files = [Path(params["data"]["dir"]) / p for p in paths]
         features, intermediate, speed = extract(files, backbone_params["input_size"], backbone_params["pooling"],
-                                          weights, *setting)
+                                                weights, *setting)
         print(f"{name}: extracted {len(files)} images with {setting[0]} {setting[1]} at {speed:.2f} img/s",
               flush=True)
         tmp = path.with_suffix(".tmp.npz")

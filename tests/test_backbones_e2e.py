@@ -87,7 +87,7 @@ def test_the_saved_fine_tuned_network_on_image_files_gives_its_held_out_scores(p
 
 
 def test_fine_tuning_trains_the_top_part_and_leaves_the_rest_and_batch_normalisation_as_they_were(project,
-                                                                                                   fine_tuned):
+                                                                                                  fine_tuned):
     name = project[0]
     (tuned,) = [layer for layer in fine_tuned.model.layers if isinstance(layer, keras.Model)]
     before = backbone.conv_base(backbone.RANDOM, 32, name)

@@ -98,7 +98,7 @@ def test_repro_report_rerun_and_predict(project):
     assert pd.read_csv(project / "reports/atypical.csv")["path"].iloc[0] == "train/dogs/image_not_found.gif"
     copies = pd.read_csv(project / "data/duplicates.csv")
     assert set(copies.loc[copies["left_out"], "path"]) == {"test/dogs/copy_of_a_training_dog.jpg",
-                                                          "test/cats/smaller_training_cat.jpg"}
+                                                           "test/cats/smaller_training_cat.jpg"}
     assert "copies of training images left out of every held-out score: 2 " in report
     assert "`test/cats/smaller_training_cat.jpg` (test, near, left out)" in report
     assert "CV scores each image once, without it" in report  # CV and held-out columns say how they differ

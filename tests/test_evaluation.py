@@ -33,7 +33,7 @@ def test_scores_of_perfect_and_of_inverted_predictions():
 def test_cross_validation_then_held_out_scores():
     model = make_head("logreg", {"type": "logreg"})
     fitted, result, predictions, out_of_fold = evaluate(model, split_features(100, "train"),
-                                           split_features(40, "test", offset=100), folds=5, seed=0)
+                                                        split_features(40, "test", offset=100), folds=5, seed=0)
     assert set(result["cv"]) == set(METRICS)
     assert result["cv"]["accuracy"]["mean"] > 0.8 and result["cv"]["accuracy"]["std"] >= 0
     assert result["heldout"]["split"] == "test" and result["heldout"]["images"] == 40
@@ -49,7 +49,7 @@ def test_cross_validation_then_held_out_scores():
 
 def test_without_held_out_data_the_predictions_are_out_of_fold():
     _, result, predictions, _ = evaluate(make_head("logreg", {"type": "logreg"}),
-                                      split_features(50, "train"), None, folds=5, seed=0)
+                                         split_features(50, "train"), None, folds=5, seed=0)
     assert "heldout" not in result
     assert (predictions["split"] == "cv").all() and len(predictions) == 50
 

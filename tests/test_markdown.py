@@ -130,9 +130,9 @@ def small_results(root, settings=SETTINGS):
         arrays = {"features": rng.normal(size=(len(rows), 8)) + np.array(labels)[:, None],
                   INTERMEDIATE: rng.normal(size=(len(rows), 2, 2, 4))}
         store.write(paths.features_file(split), [arrays], labels, list(rows["path"]), classes,
-                       started=time.perf_counter(),
-                       meta={"backbone": "vgg16", "weights": "imagenet", "weights_sha256": "0" * 64, "input_size": 32,
-                             "pooling": "flatten", "augmented_copies": settings["augment"]["copies"], "extracted": 0})
+                    started=time.perf_counter(),
+                    meta={"backbone": "vgg16", "weights": "imagenet", "weights_sha256": "0" * 64, "input_size": 32,
+                          "pooling": "flatten", "augmented_copies": settings["augment"]["copies"], "extracted": 0})
     test = manifest[manifest["split"] == "test"].reset_index(drop=True)
     logreg = test[["path", "split"]].assign(actual=test["label"], predicted=test["label"])
     logreg.loc[test["label"].eq("red").idxmax(), "predicted"] = "blue"

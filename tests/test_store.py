@@ -18,8 +18,8 @@ def test_a_split_is_written_with_everything_needed_to_reuse_it(tmp_path):
     rows = np.arange(12, dtype=np.float32).reshape(6, 2)
     out = tmp_path / "features" / "train.h5"
     store.write(out, chunks(rows, 4), labels=[0, 0, 0, 1, 1, 1], rel_paths=list("abcdef"),
-                   classes=["blue", "red"], meta={"input_size": 32, "weights_sha256": "f00"},
-                   started=time.perf_counter())
+                classes=["blue", "red"], meta={"input_size": 32, "weights_sha256": "f00"},
+                started=time.perf_counter())
     read = store.read(out)
     np.testing.assert_array_equal(read.X, rows)
     np.testing.assert_array_equal(read.flipped, -rows)
@@ -59,7 +59,7 @@ def test_the_mirror_sample_is_the_smallest_hashes_so_added_images_change_it_litt
 
 def test_views_put_each_image_before_its_augmented_copies():
     split = store.Features(X=np.zeros((3, 2)), y=np.zeros(3), paths=[], classes=[], meta={},
-                              augmented=np.ones((3, 2, 2)))
+                           augmented=np.ones((3, 2, 2)))
     views = split.views()
     assert views.shape == (3, 3, 2) and (views[:, 0] == 0).all() and (views[:, 1:] == 1).all()
 

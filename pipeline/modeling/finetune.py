@@ -91,7 +91,7 @@ class FineTuner(ClassifierMixin, BaseEstimator):
         weights = networks.class_weights(self.class_weight, self.classes_, y)  # before the backbone loads
         self.build()
         networks.compile_classifier(self.cached_, len(self.classes_),
-                         keras.optimizers.SGD(self.learning_rate, momentum=self.momentum))
+                                    keras.optimizers.SGD(self.learning_rate, momentum=self.momentum))
         data = networks.RandomViews(views, y, self.batch_size, self.random_state)
         self.history_ = networks.train(self.cached_, data, validation, self.epochs, self.patience, log=True,
                                        class_weight=weights, curves=curves)

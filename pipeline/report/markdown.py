@@ -283,7 +283,7 @@ def duplicates_section(data_dir):
         lines.append(f"**Groups under more than one label: {', '.join(map(str, conflicts))}.** The same picture "
                      "under two classes is a labelling error; fix it in your folders.")
     lines += [f"- group {g}: " + ", ".join(f"`{r.path}` ({r.split}, {r.kind}{', left out' if r.left_out else ''})"
-                                            for r in rows.itertuples()) for g, rows in found.groupby("group")]
+                                           for r in rows.itertuples()) for g, rows in found.groupby("group")]
     path = paths.REPORTS / "duplicates.png"
     groups = list(found.groupby("group"))
     plots.image_groups([[(Path(data_dir) / r.path, f"#{g} {r.split}/{r.label}") for r in rows.itertuples()]
