@@ -30,31 +30,31 @@ DATASETS = ("cats-dogs-small", "hymenoptera", "mri-alzheimer", "produce-3class")
 HEADS = {
     "logreg_l2": {"type": "logreg", "scale": "l2", "C": 10.0},
     "logreg": {"type": "logreg", "C": 1.0},
-    "logreg_block4": {"type": "logreg", "layer": "block4", "C": 1.0},
+    "logreg_intermediate": {"type": "logreg", "layer": "intermediate", "C": 1.0},
 }
 FOLDS, SEED = 5, 42
 
 
 def cached_keras_features(workspace):
-    """(features, block 4 averaged over positions, labels, paths) of the training images' own rows."""
+    """(features, the intermediate output averaged over positions, labels, paths) of the training images' own rows."""
     with h5py.File(workspace / "features" / "train.h5", "r") as h5:
-        block4 = np.concatenate([h5[backbone.BLOCK4][i:i + 256].mean(axis=(1, 2))
-                                 for i in range(0, len(h5["labels"]), 256)])
-        return h5["features"][:], block4, h5["labels"][:], [p.decode() for p in h5["paths"][:]]
+        intermediate = np.concatenate([h5[backbone.INTERMEDIATE][i:i + 256].mean(axis=(1, 2))
+                                       for i in range(0, len(h5["labels"]), 256)])
+        return h5["features"][:], intermediate, h5["labels"][:], [p.decode() for p in h5["paths"][:]]
 
 
 def extract(files, size, pooling, weights, engine, precision, batch_size=32):
-    """(features, block 4 averaged over positions, img/s) for `files` through `engine`."""
+    """(features, the intermediate output averaged over positions, img/s) for `files` through `engine`."""
     model = backbone.extractor(backbone.conv_base(weights, size), pooling)
     run = engines.compile_for(model, engine, precision)
-    features, block4 = [], []
+    features, intermediate = [], []
     start = time.perf_counter()
     for first in range(0, len(files), batch_size):
         images = np.stack([load_image(f, size) for f in files[first:first + batch_size]])
         out = run(backbone.preprocess(images))
         features.append(out["features"])
-        block4.append(out[backbone.BLOCK4].mean(axis=(1, 2)))
-    return np.concatenate(features), np.concatenate(block4), len(files) / (time.perf_counter() - start)
+        intermediate.append(out[backbone.INTERMEDIATE].mean(axis=(1, 2)))
+    return np.concatenate(features), np.concatenate(intermediate), len(files) / (time.perf_counter() - start)
 
 
 def engine_features(name, params, paths, setting, cache, weights):
@@ -63,15 +63,15 @@ def engine_features(name, params, paths, setting, cache, weights):
     if not path.exists():
         backbone_params = params["backbone"]
         files = [Path(params["data"]["dir"]) / p for p in paths]
-        features, block4, speed = extract(files, backbone_params["input_size"], backbone_params["pooling"],
-                                          weights, *setting)
+        features, intermediate, speed = extract(files, backbone_params["input_size"], backbone_params["pooling"],
+                                                weights, *setting)
         print(f"{name}: extracted {len(files)} images with {setting[0]} {setting[1]} at {speed:.2f} img/s",
               flush=True)
         tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, features=features, block4=block4, speed=speed)
+        np.savez(tmp, features=features, intermediate=intermediate, speed=speed)
         os.replace(tmp, path)
     with np.load(path) as saved:
-        return saved["features"], saved["block4"]
+        return saved["features"], saved["intermediate"]
 
 
 def cv_accuracy(head, spec, X, y, n_classes, groups):
@@ -89,16 +89,16 @@ def distance(got, expected):
 def compare(name, settings, cache, weights):
     workspace = WORK / name
     params = yaml.safe_load((workspace / "params.yaml").read_text())
-    features, block4, y, paths = cached_keras_features(workspace)
+    features, intermediate, y, paths = cached_keras_features(workspace)
     groups = duplicates.image_groups(paths, duplicates.read(workspace / "data" / "duplicates.csv"))
     n_classes = len(np.unique(y))
-    keras = {"block5": features, "block4": block4}
+    keras = {"pooled": features, "intermediate": intermediate}
     baseline = {head: cv_accuracy(head, spec, keras[heads.layer_of(spec)], y, n_classes, groups)
                 for head, spec in HEADS.items()}
     rows = []
     for setting in settings:
-        got = dict(zip(("block5", "block4"), engine_features(name, params, paths, setting, cache, weights)))
-        rel, cosine = distance(got["block5"], features)
+        got = dict(zip(("pooled", "intermediate"), engine_features(name, params, paths, setting, cache, weights)))
+        rel, cosine = distance(got["pooled"], features)
         for head, spec in HEADS.items():
             layer = heads.layer_of(spec)
             accuracy, predicted = cv_accuracy(head, spec, got[layer], y, n_classes, groups)

@@ -1,14 +1,15 @@
 """The exported ONNX file against `predict` on real photos: largest probability difference per row type, file size,
 and images per second of each, side by side in one process.
 
-    python benchmarks/export_check.py DATASET [--train 40] [--test 32] [--size 150]
+    python benchmarks/export_check.py DATASET [--train 40] [--test 32] [--size 150] [--rows ROW ...] [--no-bf16]
 
 DATASET: a folder DATASET/train/<class>/<image> and DATASET/test (or validation)/<class>/<image>, e.g. the shared
 cats-dogs-small. The real VGG16 weights come from VGG16_IMAGENET_WEIGHTS. Heads are fitted on fp32 features of
 the first --train images per class (no augmentation; settings as params.yaml ships them), the fine-tuned model
 trains one epoch; every row averages each image with its mirror image, as the shipped evaluate.tta does.
 The last line compares a head fitted on bf16 features and predicted in bf16 (what `precision: auto` gives on
-a CPU with bfloat16) with its export, which computes in fp32.
+a CPU with bfloat16) with its export, which computes in fp32. One process per row keeps the memory down
+(each export builds the backbone again; TensorFlow keeps some of every graph it built).
 """
 import argparse
 import os
@@ -22,15 +23,15 @@ import onnxruntime
 from pipeline.data.images import files_under, load_image
 from pipeline.export import export
 from pipeline.features import backbone, engines, extraction
+from pipeline.modeling import heads
 from pipeline.modeling.feature_pass import FeaturePass
-from pipeline.modeling.finetune import FineTuner
+from pipeline.modeling.finetune import FineTuner, taking_images
 from pipeline.modeling.heads import make_head
 from pipeline.modeling.saved_model import SavedModel, average_proba
-from pipeline.stages.finetune import taking_images
 
 HEADS = {
     "logreg_l2": {"type": "logreg", "scale": "l2", "C": 10.0},
-    "logreg_block4": {"type": "logreg", "layer": "block4", "C": 1.0},
+    "logreg_intermediate": {"type": "logreg", "layer": "intermediate", "C": 1.0},
     "linear_svm": {"type": "linear_svm", "scale": "l2", "C": 1.0},
     "rbf_svm": {"type": "rbf_svm", "scale": "l2", "C": 10.0},
     "dense_l2": {"type": "dense", "scale": "l2", "units": 256, "dropout": 0.5, "patience": 2},
@@ -52,11 +53,11 @@ def heads_on(files, labels, classes, weights, size, precision):
     provenance = {**extractor.provenance(), "weights": weights}
     models = {}
     for name, spec in HEADS.items():
-        layer = spec.get("layer", "block5")
-        vectors = arrays["features"] if layer == "block5" else arrays[backbone.BLOCK4].mean(axis=(1, 2))
+        layer = spec.get("layer", heads.DEFAULT_LAYER)
+        vectors = heads.vectors(arrays[heads.LAYERS[layer][0]], layer)
         models[name] = SavedModel(make_head(name, spec).fit(vectors, y), classes, size, tta=True,
                                   preprocessing=FeaturePass(provenance, layer))
-    return models, arrays[backbone.BLOCK4], y, provenance
+    return models, arrays[backbone.INTERMEDIATE], y, provenance
 
 
 def onnx_proba(session, files, size, batch_size=32):
@@ -86,9 +87,10 @@ def main():
     heldout = "test" if (args.dataset / "test").is_dir() else "validation"
     new, _, _ = split_files(args.dataset, heldout, args.test)
     models, block4, y, provenance = heads_on(files, labels, classes, weights, args.size, "fp32")
-    tuner = FineTuner(models["dense_l2"].model, weights, args.size, "flatten", epochs=1,
-                      expected_sha256=provenance["weights_sha256"]).fit(block4[:, None], y, (block4, y))
-    models["finetuned"] = SavedModel(taking_images(tuner.model_), classes, args.size, tta=True)
+    if "finetuned" in args.rows:
+        tuner = FineTuner(models["dense_l2"].model, weights, args.size, "flatten", epochs=1,
+                          expected_sha256=provenance["weights_sha256"]).fit(block4[:, None], y, (block4, y))
+        models["finetuned"] = SavedModel(taking_images(tuner.model_), classes, args.size, tta=True)
     print(f"{len(new)} {heldout} images of {args.dataset.name}, {args.size} px, every row with TTA")
     print("| row | largest difference in a probability | same labels | ONNX file | predict images/s "
           "| onnxruntime images/s |\n|---|---|---|---|---|---|")

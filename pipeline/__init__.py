@@ -1,4 +1,4 @@
-"""Transfer-learning classifiers for small image sets: VGG16 features, compared heads.
+"""Transfer-learning classifiers for small image sets: a pretrained backbone's features, compared heads.
 
 Importing the package loads no TensorFlow: modules that run a network import it through
 pipeline.quiet_keras.

@@ -29,23 +29,28 @@ SETTINGS = ("tuned", "defaults")  # the dataset's entry in --config, or params.y
 def run_dataset(data_dir, entry, settings, approaches, work, changes=()):
     """`dvc repro` one dataset with `settings` in its workspace; returns its report's rows.
 
-    `changes`: "key.path=value" settings changed on top, as `dvc exp run -S` changes them; each set of
-    changes has a workspace of its own. Workspaces share one per-image feature cache, so they extract
-    an image's views once wherever their backbone settings agree.
+    `changes`: settings changed on top, as `dvc exp run -S` changes them ("key.path=value", "~row", "+key=value");
+    each set of changes has a workspace of its own. Workspaces share one per-image feature cache, so they
+    extract an image's views once wherever their backbone settings agree.
     """
     name = Path(data_dir).name
     folder = work / ".".join([name, *([] if settings == "tuned" else [settings]), *changes])
-    overrides = yaml.safe_load(yaml.safe_dump(entry.get("params", {}) if settings == "tuned" else {}))
-    for change in changes:
-        key, _, value = change.partition("=")
-        *sections, last = key.split(".")
-        target = overrides
-        for section in sections:
-            target = target.setdefault(section, {})
-        target[last] = yaml.safe_load(value)
-    workspace.prepare(folder, workspace.merged_params(overrides, data_dir, approaches), shared_cache=work / "cache")
+    base = tuned_params(entry) if settings == "tuned" else None
+    workspace.prepare(folder, workspace.merged_params(data_dir, changes, approaches, base), shared_cache=work / "cache")
     workspace.repro(folder, log=folder / "repro.log")
     return pd.read_csv(folder / "reports" / "summary.csv").assign(dataset=name)
+
+
+def tuned_params(entry):
+    """The project's params with the dataset's tuned settings from --config: its rows (heads, finetune, scratch)
+    replace the project's, so that a dataset runs only the rows tuned for it; other sections change key by key."""
+    params = workspace.project_params()
+    for section, values in entry.get("params", {}).items():
+        if section in ROW_SECTIONS or not isinstance(values, dict):
+            params[section] = values
+        else:
+            params[section].update(values)
+    return params
 
 
 def summary_line(name, rows, entry):
@@ -82,7 +87,7 @@ def detail_table(rows):
     table["McNemar p vs chosen, Holm"] = [fmt_test(p, chosen)
                                           for p, chosen in zip(table.pop("mcnemar_p"), rows["chosen"])]
     table["train s"] = table.pop("seconds").map("{:.0f}".format)
-    table["step speed-up, cached block 4"] = rows["speedup"].map(lambda x: "" if pd.isna(x) else f"{x:.1f}x")
+    table["step speed-up, cached intermediate"] = rows["speedup"].map(lambda x: "" if pd.isna(x) else f"{x:.1f}x")
     return table.to_markdown(index=False)
 
 
@@ -146,7 +151,8 @@ def main(argv):
                         help="each dataset's tuned settings from --config, the shipped params.yaml, or both "
                              "(default: both, compared)")
     parser.add_argument("-S", "--set", dest="changes", action="append", default=[], metavar="KEY=VALUE",
-                        help="a setting changed on top of --settings, as in dvc exp run -S (repeatable)")
+                        help="a setting changed on top of --settings, exactly as dvc exp run -S changes it: "
+                             "~KEY deletes a row, +KEY=VALUE adds a key (repeatable)")
     args = parser.parse_args(argv)
     config = load_config(args.config)
     summaries, details = [], {}

@@ -33,6 +33,9 @@ SCHEMA = {
 POOLINGS = ("flatten", "avg", "max")
 HELDOUT_DUPLICATES = ("drop", "keep")
 ROW_SECTIONS = ("heads", "finetune", "scratch")  # each name under these is one row of the report
+ENSEMBLE = "ensemble"  # the report's row averaging the heads (pipeline.report.selection names it so too)
+# A head's `layer` values once named after VGG16's blocks, with the names that fit every backbone.
+RENAMED_LAYERS = {"block4": "intermediate", "block5": "pooled"}
 TYPE_NAMES = {str: "text", int: "whole number", float: "number", dict: "mapping", bool: "true or false",
               SIZE: "whole number of pixels, or auto"}
 
@@ -71,13 +74,46 @@ def load_params(path="params.yaml"):
     except yaml.YAMLError as exc:
         raise PipelineError(f"{path} is not valid YAML: {exc}".replace("\n", " ")) from exc
     check(params, SCHEMA, prefix="")
+    check_renamed(params)
     for where, value, allowed in (
         ("backbone.pooling", params["backbone"]["pooling"], POOLINGS),
         ("data.duplicates.heldout", params["data"]["duplicates"]["heldout"], HELDOUT_DUPLICATES),
     ):
         if value not in allowed:
             raise PipelineError(f"params.yaml: {where} is {value!r}; use one of {', '.join(allowed)}")
+    check_rows(params)
     return params
+
+
+def check_rows(params):
+    """Raise on a row that cannot run as named: each name is a DVC stage, a report row and the name of
+    its files under models/ and results/, so two rows of one name would overwrite each other's."""
+    sections = {}
+    for section in ROW_SECTIONS:
+        for name, settings in params[section].items():
+            where = f"params.yaml: {section}.{name}"
+            if name == ENSEMBLE:
+                raise PipelineError(f"{where}: {ENSEMBLE!r} is the report's row averaging the heads; rename this row")
+            if name in sections:
+                raise PipelineError(f"{where}: {sections[name]}.{name} has this name too; rename one of them")
+            if not isinstance(settings, dict):
+                raise PipelineError(f"{where} should be a mapping of settings, got {settings!r}; to switch the row "
+                                    f"off, delete it (dvc exp run -S '~{section}.{name}')")
+            sections[name] = section
+    for name, settings in params["finetune"].items():
+        head = settings.get("head")
+        if head is not None and head not in params["heads"]:
+            raise PipelineError(f"params.yaml: finetune.{name}.head is {head!r}, which is not under heads; name a "
+                                f"dense head there, or switch fine-tuning off too (-S '~finetune.{name}')")
+
+
+def check_renamed(params):
+    """Raise on a setting written with its old name, saying the new one (a params.yaml from before the rename)."""
+    for name, spec in params["heads"].items():
+        layer = spec.get("layer") if isinstance(spec, dict) else None
+        if isinstance(layer, str) and layer in RENAMED_LAYERS:
+            raise PipelineError(f"params.yaml: heads.{name}.layer {layer!r} is now called "
+                                f"{RENAMED_LAYERS[layer]!r}: write layer: {RENAMED_LAYERS[layer]}")
 
 
 def check(section, schema, prefix):

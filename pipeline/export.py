@@ -19,7 +19,7 @@ from pipeline import PipelineError, paths
 from pipeline.cli import entry_point
 from pipeline.features import backbone, engines
 from pipeline.files import atomic_path
-from pipeline.modeling import feature_pass, onnx_heads
+from pipeline.modeling import feature_pass, heads, onnx_heads
 from pipeline.modeling.saved_model import SavedModel
 from pipeline.predict import chosen_models
 
@@ -106,8 +106,12 @@ def feature_network(preprocessing, layers, weights):
     feature_pass.check_weights(meta, backbone.weights_digest(base))
     images = keras.Input(base.input_shape[1:], name=INPUT)
     arrays = backbone.extractor(base, meta["pooling"], name)(backbone.preprocessing_function(name)(images))
-    vectors = {"block5": arrays["features"], "block4": keras.ops.mean(arrays[backbone.BLOCK4], axis=(1, 2))}
-    return keras.Model(images, {layer: vectors[layer] for layer in sorted(layers)}, name=f"{name}_features")
+    vectors = {}
+    for layer in sorted(layers):
+        array, reduce = heads.LAYERS[layer]
+        # heads.LAYERS reduces a layer's maps by their mean over positions, in numpy; here in Keras
+        vectors[layer] = arrays[array] if reduce is None else keras.ops.mean(arrays[array], axis=(-3, -2))
+    return keras.Model(images, vectors, name=f"{name}_features")
 
 
 def same_versions(model, like):

@@ -1,7 +1,7 @@
 """Keras, imported with TensorFlow's start-up noise filtered out: `from pipeline.quiet_keras import keras`.
 
 Only the modules that run a network import this, so `prepare`, `report` and the scikit-learn heads
-start without TensorFlow's 4-5 seconds of loading.
+start without waiting for TensorFlow to load.
 """
 import contextlib
 import logging

@@ -1,19 +1,22 @@
 """A DVC project of its own, running this checkout's code on other settings: the demo's, each benchmark dataset's.
 
 A workspace holds a copy of the package (so that the code a run used stays beside its results), dvc.yaml,
-and a params.yaml made from the project's with some sections changed. Its outputs are kept, so a second
-run only redoes what changed.
+and a params.yaml made from the project's with some settings changed, as `dvc exp run -S` changes them.
+Its outputs are kept, so a second run only redoes what changed.
 """
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import yaml
+from dvc.exceptions import InvalidArgumentError
+from dvc.utils.hydra import apply_overrides
 
 from pipeline import PipelineError
-from pipeline.config import ROW_SECTIONS, SCHEMA, check
+from pipeline.config import ROW_SECTIONS, load_params
 from pipeline.files import write_text
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -24,23 +27,26 @@ def project_params():
     return yaml.safe_load((PROJECT / "params.yaml").read_text())
 
 
-def merged_params(overrides, data_dir, approaches=ROW_SECTIONS, base=None):
-    """The project's params (or `base`) with `overrides`, section by section; rows of approaches not chosen dropped.
+def merged_params(data_dir, changes=(), approaches=ROW_SECTIONS, base=None):
+    """The project's params (or `base`) on `data_dir`, with `changes` made as `dvc exp run -S` makes them.
 
-    A section of rows (heads, finetune, scratch) in `overrides` replaces the project's rows; any other
-    section is updated key by key. The result is checked as params.yaml would be.
+    `changes` are Hydra overrides ("heads.logreg_l2.C=1", "~scratch.scratch_cnn", "+heads.x.class_weight=balanced"),
+    applied by DVC's own code, so each changes one value and leaves the rest of its section alone. The rows
+    of the approaches not chosen are dropped. The result is checked as the stages check params.yaml.
     """
-    params = yaml.safe_load(yaml.safe_dump(project_params() if base is None else base))  # a deep copy
-    for section, values in overrides.items():
-        if section in ROW_SECTIONS or not isinstance(values, dict):
-            params[section] = values
-        else:
-            params[section].update(values)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "params.yaml"
+        path.write_text(yaml.safe_dump(project_params() if base is None else base, sort_keys=False))
+        try:
+            apply_overrides(path, list(changes))
+        except InvalidArgumentError as exc:  # its own message is "Invalid `--set-param` value"; Hydra's says why
+            reason = str(exc.__cause__ or exc).replace("\n", " ")
+            raise PipelineError(f"cannot apply -S {' '.join(changes)}: {reason}") from exc
+        params = load_params(path)
     params["data"]["dir"] = str(Path(data_dir).resolve())
     for section in ROW_SECTIONS:
         if section not in approaches:
             params[section] = {}
-    check(params, SCHEMA, prefix="")
     return params
 
 

@@ -21,7 +21,7 @@ from tests.test_stages import stage, tiny_params
 
 PER_CLASS = 4  # per class and split: 8 training and 8 test images
 HEADS = {"dense": {"type": "dense", "scale": "l2", "units": 8, "epochs": 2, "patience": 1},
-         "logreg_block4": {"type": "logreg", "layer": "block4"}}
+         "logreg_intermediate": {"type": "logreg", "layer": "intermediate"}}
 # A large step, so that one epoch visibly moves every trained weight.
 FINETUNE = {"tuned": {"head": "dense", "epochs": 1, "patience": 1, "batch_size": 4, "learning_rate": 0.05}}
 
@@ -65,7 +65,7 @@ def test_the_features_record_the_backbone_and_hold_its_intermediate_output(proje
     entry = backbone.get(name)
     meta = store.read_meta(folder / paths.features_file("train"))
     assert (meta["backbone"], meta["weights"], meta["preprocessing"]) == (name, "random", entry.preprocessing_text)
-    intermediate = store.read(folder / paths.features_file("train"), backbone.BLOCK4)
+    intermediate = store.read(folder / paths.features_file("train"), backbone.INTERMEDIATE)
     assert intermediate.X.ndim == 4 and intermediate.augmented.shape[1] == 1  # (images, rows, columns, channels)
     (cache,) = (folder / paths.FEATURE_CACHE).glob("*/provenance.json")
     assert json.loads(cache.read_text())["backbone"] == name
@@ -87,7 +87,7 @@ def test_the_saved_fine_tuned_network_on_image_files_gives_its_held_out_scores(p
 
 
 def test_fine_tuning_trains_the_top_part_and_leaves_the_rest_and_batch_normalisation_as_they_were(project,
-                                                                                                   fine_tuned):
+                                                                                                  fine_tuned):
     name = project[0]
     (tuned,) = [layer for layer in fine_tuned.model.layers if isinstance(layer, keras.Model)]
     before = backbone.conv_base(backbone.RANDOM, 32, name)
@@ -105,6 +105,6 @@ def test_fine_tuning_trains_the_top_part_and_leaves_the_rest_and_batch_normalisa
 
 def test_a_head_on_the_intermediate_output_labels_image_files_as_it_scored_them(project):
     _, folder, _ = project
-    files, proba = held_out_scores(project, "logreg_block4")
-    model = SavedModel.load(folder / paths.model_file("logreg_block4"))
+    files, proba = held_out_scores(project, "logreg_intermediate")
+    model = SavedModel.load(folder / paths.model_file("logreg_intermediate"))
     np.testing.assert_allclose(model.predict_proba(files), proba, atol=1e-4)

@@ -15,7 +15,7 @@ def test_a_target_that_is_not_a_number_is_refused_before_anything_runs(tmp_path)
 
 def test_the_detail_table_gives_cv_spread_and_the_fine_tuning_speed_up_where_they_apply():
     rows = pd.DataFrame({
-        "row": ["head", "tuned"], "approach": ["bottleneck + logreg", "fine-tuned block 5 + dense"],
+        "row": ["head", "tuned"], "approach": ["bottleneck + logreg", "fine-tuned vgg16 from block5_conv1 + dense"],
         "accuracy": [0.95, 0.9], "ci_low": [0.9, 0.85], "ci_high": [0.99, 0.95], "errors": [5, 10],
         "mcnemar_p": [float("nan"), 0.03], "seconds": [2.0, 90.0], "cv_accuracy": [0.94, float("nan")],
         "cv_std": [0.01, float("nan")], "speedup": [float("nan"), 4.46], "chosen": [True, False],
@@ -53,7 +53,15 @@ def test_the_defaults_pass_where_their_chosen_rows_cv_is_within_one_point_of_the
 
 def test_every_shipped_benchmark_configuration_is_valid(tmp_path):
     for entry in load_config(PROJECT / "benchmarks/datasets.yaml").values():
-        workspace.merged_params(entry["params"], tmp_path)  # checks the result as params.yaml is checked
+        params = workspace.merged_params(tmp_path, base=benchmark.tuned_params(entry))  # checked as params.yaml is
+        assert params["heads"] == entry["params"]["heads"]  # the dataset's rows, not the project's
+
+
+def test_tuned_settings_replace_the_rows_and_update_other_sections_key_by_key():
+    shipped = workspace.project_params()
+    params = benchmark.tuned_params({"params": {"backbone": {"pooling": "avg"}, "scratch": {}}})
+    assert params["backbone"] == {**shipped["backbone"], "pooling": "avg"}
+    assert params["scratch"] == {} and params["heads"] == shipped["heads"]
 
 
 def test_a_setting_changed_on_the_command_line_gets_a_workspace_of_its_own(tmp_path, monkeypatch):
@@ -67,6 +75,11 @@ def test_a_setting_changed_on_the_command_line_gets_a_workspace_of_its_own(tmp_p
     assert prepared["folder"] == tmp_path / "ants.backbone.input_size=224"
     assert prepared["params"]["backbone"]["input_size"] == 224 and prepared["params"]["backbone"]["pooling"] == "avg"
     assert entry == {"params": {"backbone": {"pooling": "avg"}}}  # the dataset's entry is left as it was
-    benchmark.run_dataset(tmp_path / "ants", entry, "defaults", ["heads"], tmp_path, ["augment.copies=3"])
-    assert prepared["folder"] == tmp_path / "ants.defaults.augment.copies=3"
+    benchmark.run_dataset(tmp_path / "ants", entry, "defaults", ["heads", "finetune"], tmp_path,
+                          ["augment.copies=3", "heads.logreg_l2.C=1"])
+    assert prepared["folder"] == tmp_path / "ants.defaults.augment.copies=3.heads.logreg_l2.C=1"
     assert prepared["params"]["augment"]["copies"] == 3 and prepared["params"]["backbone"]["pooling"] == "flatten"
+    shipped = workspace.project_params()["heads"]
+    assert prepared["params"]["heads"] == {**shipped, "logreg_l2": {**shipped["logreg_l2"], "C": 1}}  # one value
+    assert prepared["params"]["finetune"] == workspace.project_params()["finetune"]
+    assert prepared["params"]["scratch"] == {}  # not among the approaches

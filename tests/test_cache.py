@@ -2,14 +2,15 @@ import numpy as np
 import pytest
 
 from pipeline.features import extraction
+from pipeline.features.backbone import INTERMEDIATE
 from pipeline.features.cache import FeatureCache
 
 PROVENANCE = {"weights_sha256": "abc", "input_size": 32}
 
 
-def arrays(keys):
+def arrays(keys, intermediate=INTERMEDIATE):
     values = np.array([[int(k)] * 3 for k in keys], dtype=np.float32)
-    return {"features": values, "block4_pool": values[:, :, None]}
+    return {"features": values, intermediate: values[:, :, None]}
 
 
 def test_shards_are_found_by_key_in_any_order(tmp_path):
@@ -21,7 +22,7 @@ def test_shards_are_found_by_key_in_any_order(tmp_path):
     gathered = list(cache.gather("image", ["3", "1", "2"], chunk=2))
     assert [len(g["features"]) for g in gathered] == [2, 1]
     np.testing.assert_array_equal(np.concatenate([g["features"] for g in gathered])[:, 0], [3, 1, 2])
-    assert gathered[0]["block4_pool"].shape == (2, 3, 1)
+    assert gathered[0][INTERMEDIATE].shape == (2, 3, 1)
     assert (cache.dir / "provenance.json").exists()
 
 
@@ -45,8 +46,18 @@ def test_rows_join_the_views_under_their_suffixes(tmp_path):
     cache.add("image", ["1", "2"], arrays(["1", "2"]))
     cache.add("flipped", ["2", "1"], arrays(["20", "10"]))
     (rows,) = cache.rows([extraction.IMAGE, extraction.FLIPPED], ["1", "2"])
-    assert sorted(rows) == ["block4_pool", "block4_pool_flipped", "features", "features_flipped"]
+    assert sorted(rows) == ["features", "features_flipped", INTERMEDIATE, f"{INTERMEDIATE}_flipped"]
     np.testing.assert_array_equal(rows["features_flipped"][:, 0], [10, 20])
+
+
+def test_shards_written_under_the_old_name_of_the_intermediate_output_are_read_under_the_new(tmp_path):
+    """Images cached before the rename are not extracted again: block4_pool comes back as intermediate."""
+    cache = FeatureCache(tmp_path, PROVENANCE)
+    cache.add("image", ["1"], arrays(["1"], intermediate="block4_pool"))
+    cache.add("image", ["2"], arrays(["2"]))
+    (gathered,) = cache.gather("image", ["1", "2"])
+    assert sorted(gathered) == ["features", INTERMEDIATE]
+    np.testing.assert_array_equal(gathered[INTERMEDIATE][:, 0, 0], [1, 2])
 
 
 def test_an_unreadable_shard_is_skipped_with_a_warning(tmp_path):

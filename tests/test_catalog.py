@@ -1,11 +1,13 @@
 import hashlib
 import os
 
+import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
 from pipeline import PipelineError
-from pipeline.data import catalog
+from pipeline.data import catalog, duplicates
 from pipeline.data.catalog import class_names, find_images
 from pipeline.files import write_csv
 from tests.conftest import COLOURS, make_tree, write_image
@@ -24,16 +26,86 @@ def test_split_folders_are_read_as_splits_and_val_means_validation(tmp_path):
     assert skipped.empty
 
 
-def test_unsplit_folders_are_split_stratified_and_reproducibly(tmp_path):
-    root = make_tree(tmp_path / "images", splits=(None,), per_class=10)
-    manifest, _ = find_images(root, validation=0.2, test=0.2, seed=1)
-    counts = manifest.groupby(["split", "label"]).size()
-    assert counts.to_dict() == {(s, c): n for s, n in (("test", 2), ("train", 6), ("validation", 2))
-                                for c in ("blue", "red")}
-    again, _ = find_images(root, validation=0.2, test=0.2, seed=1)
-    other, _ = find_images(root, validation=0.2, test=0.2, seed=2)
-    assert again.equals(manifest)
-    assert not other.equals(manifest)
+def unsplit_manifest(root, validation=0.0, test=0.2, seed=42, max_distance=0):
+    """The manifest prepare makes of an unsplit folder: found, hashed, and split by content."""
+    manifest, _ = find_images(root)
+    manifest["sha256"] = [duplicates.content_hash(root / path) for path in manifest["path"]]
+    copies = duplicates.find_duplicates(root, manifest, max_distance)
+    return manifest.assign(split=catalog.content_split(manifest, copies, validation, test, seed))
+
+
+def noise_images(folder, count, start=0):
+    """`count` PNGs of random noise (no two alike), named from `start` on."""
+    rng = np.random.default_rng(start)
+    for n in range(start, start + count):
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(folder / f"{n}.png")
+
+
+def test_an_unsplit_folder_is_left_unsplit_until_its_images_are_hashed(tmp_path):
+    root = make_tree(tmp_path / "images", splits=(None,), per_class=3)
+    manifest, skipped = find_images(root)
+    assert manifest["split"].isna().all() and len(manifest) == 6 and skipped.empty
+
+
+def test_adding_40_images_to_400_moves_none_of_them_and_the_split_is_near_the_fractions(tmp_path):
+    root = tmp_path / "images"
+    for n, label in enumerate(("cats", "dogs")):
+        noise_images(root / label, 200, start=1000 * n)
+    before = unsplit_manifest(root, validation=0.1, test=0.2, seed=7)
+    for n, label in enumerate(("cats", "dogs")):
+        noise_images(root / label, 20, start=1000 * n + 200)
+    after = unsplit_manifest(root, validation=0.1, test=0.2, seed=7)
+    assert len(before) == 400 and len(after) == 440
+    kept = after.set_index("path").loc[before["path"], "split"]
+    assert (kept.to_numpy() == before["split"].to_numpy()).all()  # no earlier image changed split
+    counts = after.groupby(["label", "split"]).size().unstack()
+    for split, fraction in {"test": 0.2, "validation": 0.1, "train": 0.7}.items():
+        spread = np.sqrt(220 * fraction * (1 - fraction))  # binomial: each image falls on its own
+        assert (abs(counts[split] - 220 * fraction) <= 3 * spread).all()
+    assert not unsplit_manifest(root, validation=0.1, test=0.2, seed=8)["split"].equals(after["split"])
+
+
+def test_renaming_or_removing_images_moves_no_other_image(tmp_path):
+    root = tmp_path / "images"
+    noise_images(root / "cats", 30)
+    noise_images(root / "dogs", 30, start=100)
+    before = unsplit_manifest(root).set_index("path")["split"]
+    (root / "cats/0.png").rename(root / "cats/renamed.png")
+    for n in range(1, 10):
+        (root / f"dogs/{100 + n}.png").unlink()
+    after = unsplit_manifest(root).set_index("path")["split"]
+    assert after["cats/renamed.png"] == before["cats/0.png"]
+    assert after.drop("cats/renamed.png").equals(before.loc[after.index.drop("cats/renamed.png")])
+
+
+def test_raising_the_test_fraction_only_moves_training_images_into_test(tmp_path):
+    root = tmp_path / "images"
+    noise_images(root / "cats", 50)
+    noise_images(root / "dogs", 50, start=100)
+    low, high = (unsplit_manifest(root, validation=0.1, test=test)["split"] for test in (0.1, 0.3))
+    moved = low != high
+    assert moved.any() and (low[moved] == "train").all() and (high[moved] == "test").all()
+
+
+def test_copies_of_one_image_land_on_one_side_of_the_split(tmp_path):
+    root = tmp_path / "images"
+    noise_images(root / "cats", 40)
+    noise_images(root / "dogs", 40, start=100)
+    for n in range(40):  # a re-encoded copy of each cat, and a byte copy under dogs
+        with Image.open(root / f"cats/{n}.png") as image:
+            image.resize((64, 64)).save(root / f"cats/{n}_large.png")
+        (root / f"dogs/copy_{n}.png").write_bytes((root / f"cats/{n}.png").read_bytes())
+    split = unsplit_manifest(root, test=0.5, max_distance=30).set_index("path")["split"]
+    for n in range(40):
+        assert split[f"cats/{n}.png"] == split[f"cats/{n}_large.png"] == split[f"dogs/copy_{n}.png"]
+    assert set(split) == {"train", "test"}
+
+
+@pytest.mark.parametrize("validation, test", [(-0.1, 0.2), (0.5, 0.5), (0.0, 1.0)])
+def test_fractions_that_leave_no_training_images_say_what_is_allowed(validation, test):
+    with pytest.raises(PipelineError, match=r"data\.split\.validation and data\.split\.test must be >= 0"):
+        catalog.check_fractions(validation, test)
 
 
 def test_unreadable_files_are_skipped_and_named_not_fatal(tmp_path):
@@ -47,6 +119,47 @@ def test_unreadable_files_are_skipped_and_named_not_fatal(tmp_path):
     assert sorted(skipped["path"]) == ["train/blue/notes.txt", "train/red/broken.jpg"]
     assert len(manifest) == 6
     assert digest(root) == before  # the user's files are never modified
+
+
+def test_a_class_folder_with_no_readable_image_is_named_not_silently_dropped(tmp_path):
+    root = make_tree(tmp_path / "images", splits=(None,), per_class=3)
+    (root / "green").mkdir()
+    (root / "green/scan.jpg").write_text("not an image")
+    (root / "yellow").mkdir()
+    with pytest.warns(UserWarning, match=r"skipping green/: no readable image .*class 'green' is left out"):
+        manifest, skipped = find_images(root)
+    reasons = dict(zip(skipped["path"], skipped["reason"]))
+    assert sorted(reasons) == ["green/", "green/scan.jpg", "yellow/"]
+    assert "1 file, none readable" in reasons["green/"] and "add images Pillow can read" in reasons["green/"]
+    assert "empty" in reasons["yellow/"] and "remove the folder" in reasons["yellow/"]
+    assert "convert it to PNG or JPEG" in reasons["green/scan.jpg"]
+    assert class_names(manifest) == ["blue", "red"]
+
+
+def test_a_class_folder_empty_in_one_split_names_that_split(tmp_path):
+    root = make_tree(tmp_path / "images", splits=("train", "test"), per_class=2)
+    for file in (root / "test/red").iterdir():
+        file.unlink()
+    with pytest.warns(UserWarning, match="skipping test/red/"):
+        _, skipped = find_images(root)
+    [reason] = skipped.loc[skipped["path"] == "test/red/", "reason"]
+    assert "class 'red' has no test images" in reason
+
+
+def test_files_outside_every_class_folder_are_named_with_where_to_move_them(tmp_path):
+    root = make_tree(tmp_path / "images", splits=("train", "test"), per_class=2)
+    write_image(root / "loose.png", COLOURS["red"], 0)
+    write_image(root / "train/also_loose.png", COLOURS["red"], 1)
+    write_image(root / "extra/red/0.png", COLOURS["red"], 2)
+    (root / ".DS_Store").write_text("hidden: not the user's image")
+    with pytest.warns(UserWarning, match="skipping loose.png"):
+        manifest, skipped = find_images(root)
+    reasons = dict(zip(skipped["path"], skipped["reason"]))
+    assert sorted(reasons) == ["extra/", "loose.png", "train/also_loose.png"]
+    assert "move it into data.dir/<split>/<class>/" in reasons["loose.png"]
+    assert "move it into train/<class>/" in reasons["train/also_loose.png"]
+    assert "not a split folder" in reasons["extra/"] and "its 1 files are left out" in reasons["extra/"]
+    assert len(manifest) == 8
 
 
 def test_classes_that_differ_between_splits_are_named(tmp_path):
@@ -64,6 +177,16 @@ def test_a_missing_folder_says_what_to_set(tmp_path):
 
 def test_an_empty_folder_says_what_layout_is_expected(tmp_path):
     with pytest.raises(PipelineError, match=r"no images in .*<class>/<image>"):
+        find_images(tmp_path)
+
+
+def test_images_outside_class_folders_or_all_unreadable_say_what_is_wrong(tmp_path):
+    write_image(tmp_path / "loose.png", COLOURS["red"], 0)
+    with pytest.raises(PipelineError, match=r"no images in .* but 1 files directly in it: expected .*<class>/<image>"):
+        find_images(tmp_path)
+    (tmp_path / "red").mkdir()
+    (tmp_path / "red/broken.png").write_text("not an image")
+    with pytest.warns(UserWarning), pytest.raises(PipelineError, match=r"^no readable images in .*warnings above"):
         find_images(tmp_path)
 
 

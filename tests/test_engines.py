@@ -108,7 +108,7 @@ def test_each_engine_gives_keras_fp32_features_for_any_batch_size(engine, precis
     if (engine, precision) != ("keras", "fp32"):
         assert engines.compile_for(extractor, engine, precision) is run  # converted once
     outputs, first_alone = run(batch), run(batch[:1])
-    assert set(outputs) == set(first_alone) == {"features", backbone.BLOCK4}
+    assert set(outputs) == set(first_alone) == {"features", backbone.INTERMEDIATE}
     for name, expected in keras_fp32.items():
         got = outputs[name]
         assert got.dtype == np.float32 and got.shape == expected.shape

@@ -1,9 +1,11 @@
 import numpy as np
 import pytest
+import sklearn
 from sklearn.datasets import make_classification
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from sklearn.utils.metadata_routing import get_routing_for_object
 
 from pipeline import PipelineError
 from pipeline.features.store import Features
@@ -31,7 +33,7 @@ def test_scores_of_perfect_and_of_inverted_predictions():
 def test_cross_validation_then_held_out_scores():
     model = make_head("logreg", {"type": "logreg"})
     fitted, result, predictions, out_of_fold = evaluate(model, split_features(100, "train"),
-                                           split_features(40, "test", offset=100), folds=5, seed=0)
+                                                        split_features(40, "test", offset=100), folds=5, seed=0)
     assert set(result["cv"]) == set(METRICS)
     assert result["cv"]["accuracy"]["mean"] > 0.8 and result["cv"]["accuracy"]["std"] >= 0
     assert result["heldout"]["split"] == "test" and result["heldout"]["images"] == 40
@@ -47,7 +49,7 @@ def test_cross_validation_then_held_out_scores():
 
 def test_without_held_out_data_the_predictions_are_out_of_fold():
     _, result, predictions, _ = evaluate(make_head("logreg", {"type": "logreg"}),
-                                      split_features(50, "train"), None, folds=5, seed=0)
+                                         split_features(50, "train"), None, folds=5, seed=0)
     assert "heldout" not in result
     assert (predictions["split"] == "cv").all() and len(predictions) == 50
 
@@ -98,14 +100,22 @@ def test_duplicate_images_share_a_fold_so_a_copy_never_scores_its_original():
 
 
 class RecordsGroups(KNeighborsClassifier):
-    """A classifier whose fit takes groups, as the dense head's does, and remembers them."""
+    """A classifier whose fit asks for groups, as the dense head's does, and remembers them."""
+
+    __metadata_request__fit = {"groups": True}
 
     def fit(self, X, y, groups=None):
         self.groups_seen_ = groups
         return super().fit(X, y)
 
 
-def test_row_groups_reach_an_estimator_that_takes_them_inside_a_pipeline():
+class IgnoresGroups(RecordsGroups):
+    """Takes groups in its fit but does not ask for them: scikit-learn's routing then passes none."""
+
+    __metadata_request__fit = {"groups": None}
+
+
+def test_row_groups_reach_an_estimator_that_asks_for_them_inside_a_pipeline():
     model = make_pipeline(StandardScaler(), RecordsGroups(1))
     train = split_features(30, "train")
     train.augmented = train.X[:, None] + 0.01  # one augmented copy per image
@@ -113,6 +123,27 @@ def test_row_groups_reach_an_estimator_that_takes_them_inside_a_pipeline():
     np.testing.assert_array_equal(fitted[-1].groups_seen_, np.repeat(np.arange(30) // 3, 2))
     assert sorted(out_of_fold["fold"].unique()) == [0, 1, 2]
     assert out_of_fold.groupby(np.arange(30) // 3)["fold"].nunique().max() == 1
+
+
+def test_metadata_reaches_only_the_estimators_that_ask_for_it_and_routing_stays_off_outside():
+    train = split_features(30, "train")
+    X, groups = train.X, np.arange(30) // 3
+    fitted, _ = evaluation.fit(make_pipeline(StandardScaler(), IgnoresGroups(1)), X, train.y, groups=groups)
+    assert fitted[-1].groups_seen_ is None
+    fitted, _ = evaluation.fit(make_pipeline(StandardScaler(), RecordsGroups(1)), X, train.y, groups=groups,
+                               curves="a folder")  # asked for by no step: left out, where a plain fit would fail
+    np.testing.assert_array_equal(fitted[-1].groups_seen_, groups)
+    fitted, _ = evaluation.fit(make_head("logreg", {"type": "logreg"}), X, train.y, groups=groups)
+    assert fitted.score(X, train.y) > 0.9
+    assert not sklearn.get_config()["enable_metadata_routing"]  # routing is on for those fits only
+
+
+def test_the_heads_that_keep_copies_together_ask_for_groups():
+    for kind, asks in (("dense", {"groups", "curves"}), ("rbf_svm", {"groups"}), ("linear_svm", {"groups"}),
+                       ("logreg", set())):
+        with sklearn.config_context(enable_metadata_routing=True):
+            routing = get_routing_for_object(make_head(kind, {"type": kind}))
+            assert routing.consumes("fit", {"groups", "curves"}) == asks, kind
 
 
 def test_test_time_augmentation_averages_image_and_mirror():

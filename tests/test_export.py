@@ -12,15 +12,14 @@ from PIL import Image
 from pipeline import PipelineError, paths
 from pipeline.data.images import load_image
 from pipeline.export import export, main
-from pipeline.features import extraction
+from pipeline.features import backbone, extraction
 from pipeline.files import write_json
+from pipeline.modeling import heads
 from pipeline.modeling.feature_pass import FeaturePass
-from pipeline.modeling.finetune import FineTuner
+from pipeline.modeling.finetune import FineTuner, taking_images
 from pipeline.modeling.heads import make_head
 from pipeline.modeling.saved_model import SavedModel, average_proba
-from pipeline.modeling.scratch import ScratchCNN
-from pipeline.stages.finetune import taking_images
-from pipeline.stages.scratch import without_augmentation
+from pipeline.modeling.scratch import ScratchCNN, without_augmentation
 from tests.conftest import make_tree
 from tests.test_augment import ON
 from tests.test_onnx_heads import needs_onnx
@@ -33,7 +32,7 @@ HEADS = {  # name: (params.yaml's heads.NAME, TTA)
     "logreg": ({"type": "logreg"}, False),
     "rbf_svm": ({"type": "rbf_svm", "scale": "l2", "C": 10.0}, True),
     "dense": ({"type": "dense", "scale": "l2", "units": 16, "epochs": 5}, True),
-    "linear_svm_block4": ({"type": "linear_svm", "layer": "block4"}, True),
+    "linear_svm_intermediate": ({"type": "linear_svm", "layer": "intermediate"}, True),
 }
 
 
@@ -50,11 +49,11 @@ def trained(tmp_path_factory, random_weights):
     provenance = {**extractor.provenance(), "weights": str(random_weights)}
     models = {}
     for name, (spec, tta) in HEADS.items():
-        layer = spec.get("layer", "block5")
-        vectors = arrays["features"] if layer == "block5" else arrays["block4_pool"].mean(axis=(1, 2))
+        layer = spec.get("layer", heads.DEFAULT_LAYER)
+        vectors = heads.vectors(arrays[heads.LAYERS[layer][0]], layer)
         models[name] = SavedModel(make_head(name, spec).fit(vectors, y), CLASSES, SIZE, tta=tta,
                                   preprocessing=FeaturePass(provenance, layer))
-    block4 = arrays["block4_pool"]
+    block4 = arrays[backbone.INTERMEDIATE]
     tuner = FineTuner(models["dense"].model, str(random_weights), SIZE, "avg", epochs=1, batch_size=8,
                       expected_sha256=provenance["weights_sha256"]).fit(block4[:, None], y, (block4, y))
     models["finetune"] = SavedModel(taking_images(tuner.model_), CLASSES, SIZE, tta=True)
@@ -69,7 +68,8 @@ def onnx_proba(graph, files, size=SIZE):
     return session.run(["probabilities"], {"images": np.stack([load_image(f, size) for f in files])})[0]
 
 
-@pytest.mark.parametrize("rows", [["rbf_svm"], ["dense"], ["finetune"], ["rbf_svm", "dense", "linear_svm_block4"]],
+@pytest.mark.parametrize("rows", [["rbf_svm"], ["dense"], ["finetune"],
+                                  ["rbf_svm", "dense", "linear_svm_intermediate"]],
                          ids=["svm", "dense", "finetuned", "ensemble"])  # logreg: the command's test below
 def test_onnx_runtime_gives_predicts_probabilities(trained, rows):
     models, new = trained

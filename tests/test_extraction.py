@@ -46,7 +46,8 @@ def test_batches_stream_and_give_the_numbers_of_one_pass(tmp_path, extractor):
     files = sorted(make_tree(tmp_path / "images", per_class=5).rglob("*.png"))
     streamed = list(extraction.batches(extractor, extraction.IMAGE, files, list(range(10)), batch_size=4))
     assert [len(keys) for keys, _ in streamed] == [4, 4, 2]
-    assert streamed[0][1]["features"].shape == (4, 512) and streamed[0][1][backbone.BLOCK4].shape == (4, 2, 2, 512)
+    first = streamed[0][1]
+    assert first["features"].shape == (4, 512) and first[backbone.INTERMEDIATE].shape == (4, 2, 2, 512)
     whole = run(extractor, extraction.IMAGE, files, batch_size=10)["features"]
     np.testing.assert_allclose(np.concatenate([a["features"] for _, a in streamed]), whole, rtol=1e-4, atol=1e-4)
 
@@ -56,7 +57,7 @@ def test_with_only_the_flip_on_the_copies_are_the_mirror_image_then_the_image(tm
     copies = extraction.views(augment.Copies(FLIP_ONLY, count=2, seed=0), mirrored=True)
     assert [view.suffix for view in copies] == ["", "_augmented", "_flipped"]
     image, augmented, flipped = (run(extractor, view, files, 3) for view in copies)
-    assert augmented["features"].shape == (4, 2, 512) and augmented[backbone.BLOCK4].shape == (4, 2, 2, 2, 512)
+    assert augmented["features"].shape == (4, 2, 512) and augmented[backbone.INTERMEDIATE].shape == (4, 2, 2, 2, 512)
     np.testing.assert_allclose(augmented["features"][:, 0], flipped["features"], rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(augmented["features"][:, 1], image["features"], rtol=1e-4, atol=1e-4)
 

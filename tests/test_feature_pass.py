@@ -14,11 +14,11 @@ def test_a_heads_vectors_and_its_mirror_images_are_those_of_the_files(tmp_path, 
             mirrors.append(tmp_path / f"mirror_{file.parent.name}_{file.name}")
             ImageOps.mirror(image).save(mirrors[-1])
     extractor = extraction.Extractor(str(random_weights), 32, "avg").load()
-    block4 = FeaturePass({**extractor.provenance(), "weights": str(random_weights)}, "block4")
+    intermediate = FeaturePass({**extractor.provenance(), "weights": str(random_weights)}, "intermediate")
     passes = {}
-    X, flipped = block4(files, mirrored=True, passes=passes)
+    X, flipped = intermediate(files, mirrored=True, passes=passes)
     assert X.shape == (4, 512) and len(passes) == 1
-    np.testing.assert_allclose(flipped, block4(mirrors)[0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(flipped, intermediate(mirrors)[0], rtol=1e-5, atol=1e-5)
     assert not np.allclose(X, flipped)
-    block5 = FeaturePass(block4.provenance, "block5")
-    assert block5(files, mirrored=True, passes=passes)[0].shape == (4, 512) and len(passes) == 1  # the same pass
+    pooled = FeaturePass(intermediate.provenance, "pooled")
+    assert pooled(files, mirrored=True, passes=passes)[0].shape == (4, 512) and len(passes) == 1  # the same pass

@@ -6,40 +6,39 @@ import pytest
 
 from pipeline import PipelineError, paths
 from pipeline.data import duplicates
-from pipeline.features import backbone
+from pipeline.features import backbone, store
 from pipeline.features.store import Features
 from pipeline.files import write_csv
 from pipeline.modeling import finetune, networks
 from pipeline.modeling.heads import make_head
-from pipeline.stages import finetune as finetune_stage
-from pipeline.stages.finetune import stopping_data
+from pipeline.modeling.saved_model import SavedModel
 
 SIZE = 32
 
 
 @pytest.fixture(scope="module")
 def setup(random_weights):
-    """Random images, their block-4 output and features, and a dense head trained on the features."""
+    """Random images, their intermediate output and features, and a dense head trained on the features."""
     rng = np.random.default_rng(0)
     images = rng.uniform(0, 255, (16, SIZE, SIZE, 3)).astype(np.float32)
     y = np.array([0, 1] * 8)
     out = backbone.extractor(backbone.conv_base(str(random_weights), SIZE), "flatten").predict(
         backbone.preprocess(images), verbose=0)
     head = make_head("dense", {"type": "dense", "scale": "l2", "epochs": 2}).fit(out["features"], y)
-    return images, out["block4_pool"], out["features"], y, head
+    return images, out[backbone.INTERMEDIATE], out["features"], y, head
 
 
 def tuned(setup, random_weights, **settings):
-    images, block4, _, y, head = setup
+    images, intermediate, _, y, head = setup
     tuner = finetune.FineTuner(head, str(random_weights), SIZE, "flatten", epochs=2, patience=2,
                                batch_size=4, learning_rate=1e-2, **settings)
-    return tuner.fit(block4[:, None], y, validation=(block4, y))
+    return tuner.fit(intermediate[:, None], y, validation=(intermediate, y))
 
 
 def test_the_head_as_keras_layers_gives_the_scikit_learn_pipelines_probabilities(setup, random_weights):
-    images, block4, X, y, head = setup
+    images, intermediate, X, y, head = setup
     tuner = finetune.FineTuner(head, str(random_weights), SIZE, "flatten").build()
-    np.testing.assert_allclose(tuner.predict_proba(block4), head.predict_proba(X), atol=1e-5)
+    np.testing.assert_allclose(tuner.predict_proba(intermediate), head.predict_proba(X), atol=1e-5)
 
 
 def test_only_block5_and_the_head_change_while_blocks_1_to_4_stay_frozen(setup, random_weights):
@@ -56,10 +55,10 @@ def test_only_block5_and_the_head_change_while_blocks_1_to_4_stay_frozen(setup, 
 
 
 def test_the_cached_path_gives_the_full_models_outputs(setup, random_weights):
-    images, block4, *_ = setup
+    images, intermediate, *_ = setup
     tuner = tuned(setup, random_weights)
-    full = networks.proba(tuner.model_, backbone.preprocess(images))
-    np.testing.assert_allclose(tuner.predict_proba(block4), full, atol=1e-5)
+    full = networks.keras_proba(tuner.model_, backbone.preprocess(images))
+    np.testing.assert_allclose(tuner.predict_proba(intermediate), full, atol=1e-5)
 
 
 def test_features_made_with_other_weights_are_refused(setup, random_weights):
@@ -87,19 +86,30 @@ def test_without_a_validation_split_it_stops_on_the_images_the_dense_head_held_b
     train = Features(X=np.arange(6.0)[:, None], y=np.array([0, 1, 0, 1, 0, 1]), paths=train_paths,
                      classes=["a", "b"], meta={})
     dense = SimpleNamespace(stopping_groups_=np.array([groups[1]]))  # the head stopped on image 1 and its copy
-    fit, (stop_X, stop_y) = stopping_data(train, dense)
+    fit, (stop_X, stop_y) = finetune.stopping_data(train, dense)
     assert fit.tolist() == [True, False, True, True, False, True]
     assert stop_X.ravel().tolist() == [1.0, 4.0] and stop_y.tolist() == [1, 0]
 
 
 def test_balanced_class_weight_weights_fine_tuning_by_its_training_images(setup, random_weights, class_weights_seen):
-    assert "class_weight" in set(finetune.FineTuner().get_params()) - set(finetune_stage.FIXED)  # a params.yaml setting
-    images, block4, _, y, head = setup
+    assert "class_weight" in set(finetune.FineTuner().get_params()) - set(finetune.FIXED)  # a params.yaml setting
+    images, intermediate, _, y, head = setup
     seen = class_weights_seen
     rows = np.r_[np.flatnonzero(y == 0), np.flatnonzero(y == 1)[:2]]  # 8 of class 0, 2 of class 1
     tuner = finetune.FineTuner(head, str(random_weights), SIZE, "flatten", epochs=1, batch_size=4,
                                class_weight="balanced")
-    tuner.fit(block4[rows, None], y[rows], validation=(block4, y))
+    tuner.fit(intermediate[rows, None], y[rows], validation=(intermediate, y))
     assert seen["class_weight"] == pytest.approx({0: 10 / 16, 1: 10 / 4})
     with pytest.raises(PipelineError, match="class_weight is 'yes'"):
         tuned(setup, random_weights, class_weight="yes")
+
+
+def test_without_a_held_out_split_fine_tuning_says_what_to_set(tmp_path, monkeypatch, setup):
+    """Only the training features exist: nothing is built, and the message names both ways out."""
+    monkeypatch.chdir(tmp_path)
+    images, intermediate, X, y, head = setup
+    SavedModel(head, ["a", "b"], SIZE).save(paths.model_file("dense"))
+    store.write(paths.features_file("train"), [{"features": X, backbone.INTERMEDIATE: intermediate}], list(y),
+                [f"train/{i}.png" for i in range(len(y))], ["a", "b"], started=0.0, meta={})
+    with pytest.raises(PipelineError, match=r"set data\.split\.test above 0, or finetune: \{\} in params\.yaml"):
+        finetune.fine_tune("dense", {}, tmp_path, seed=0, tta=False)

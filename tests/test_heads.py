@@ -7,6 +7,8 @@ from sklearn.metrics import balanced_accuracy_score, recall_score
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from pipeline import PipelineError
+from pipeline.features import store
+from pipeline.features.backbone import INTERMEDIATE
 from pipeline.modeling import heads, networks
 from pipeline.modeling.heads import HEADS, DenseHead, make_head
 
@@ -124,13 +126,27 @@ def test_a_head_without_type_or_with_a_bad_scale_is_refused():
         make_head("x", {"type": "logreg", "scale": "minmax"})
 
 
-def test_a_head_can_read_block_4_averaged_over_positions_and_a_wrong_layer_is_named():
+def test_a_head_can_read_the_intermediate_output_averaged_over_positions_and_a_wrong_layer_is_named():
     maps = np.arange(2 * 3 * 3 * 4, dtype=np.float32).reshape(2, 3, 3, 4)
-    np.testing.assert_allclose(heads.vectors(maps, "block4"), maps.mean(axis=(1, 2)))
-    assert heads.vectors(maps, "block5") is maps and heads.vectors(None, "block4") is None
-    assert heads.layer_of({"type": "logreg"}) == "block5"
-    with pytest.raises(PipelineError, match="unknown layer 'block3'; use one of block5, block4"):
+    np.testing.assert_allclose(heads.vectors(maps, "intermediate"), maps.mean(axis=(1, 2)))
+    assert heads.vectors(maps, "pooled") is maps and heads.vectors(None, "intermediate") is None
+    assert heads.layer_of({"type": "logreg"}) == "pooled"
+    with pytest.raises(PipelineError, match="unknown layer 'block3'; use one of pooled, intermediate"):
         make_head("x", {"type": "logreg", "layer": "block3"})
+
+
+def test_a_features_file_is_read_as_each_layer_gives_its_vectors_views_included(tmp_path):
+    rng = np.random.default_rng(0)
+    pooled, maps = rng.normal(size=(3, 5)), rng.normal(size=(3, 2, 2, 4))
+    arrays = {"features": pooled, INTERMEDIATE: maps, "features_flipped": pooled[:, ::-1],
+              f"{INTERMEDIATE}_flipped": maps[:, ::-1]}
+    store.write(tmp_path / "test.h5", [arrays], [0, 1, 0], ["a.png", "b.png", "c.png"], ["x", "y"], meta={},
+                started=0.0)
+    intermediate = heads.read_vectors(tmp_path / "test.h5", "intermediate")
+    np.testing.assert_allclose(intermediate.X, maps.mean(axis=(1, 2)), rtol=1e-6)
+    np.testing.assert_allclose(intermediate.flipped, maps[:, ::-1].mean(axis=(1, 2)), rtol=1e-6)
+    assert intermediate.augmented is None and intermediate.paths == ["a.png", "b.png", "c.png"]
+    np.testing.assert_allclose(heads.read_vectors(tmp_path / "test.h5", "pooled").X, pooled, rtol=1e-6)
 
 
 @pytest.mark.parametrize("kind", sorted(HEADS))

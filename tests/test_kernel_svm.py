@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from sklearn.calibration import CalibratedClassifierCV, _sigmoid_calibration
 from sklearn.datasets import load_digits, make_classification
-from sklearn.model_selection import train_test_split
+from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
@@ -55,6 +55,22 @@ def test_calibration_folds_keep_groups_whole_and_every_class_on_both_sides():
     assert len(list(group_folds(y, groups, folds=5, seed=0))) == 2  # class 2 has two groups: two folds
     with pytest.raises(ValueError, match="two images of each class"):
         list(group_folds(np.array([0, 0, 1, 1]), np.array([0, 0, 1, 1]), folds=5, seed=0))
+
+
+@pytest.mark.parametrize("n_classes", [2, 4])
+def test_grouped_calibration_is_scikit_learns_calibrated_svc_on_stratified_group_folds(n_classes):
+    """The same folds as scikit-learn's StratifiedGroupKFold, and the same probabilities as its calibrated SVC
+    on them (the library's formulation of what KernelSVM computes). The folds are given as a list: with
+    ensemble=False, CalibratedClassifierCV does not hand groups to its splitter."""
+    X_train, X_test, y_train, _ = digits(n_classes)
+    rows, labels, images = np.repeat(X_train, 2, axis=0), np.repeat(y_train, 2), np.repeat(np.arange(len(y_train)), 2)
+    rows[1::2] += np.random.default_rng(0).normal(scale=0.1, size=rows[1::2].shape)  # an "augmented" copy each
+    folds = list(StratifiedGroupKFold(5, shuffle=True, random_state=3).split(rows, labels, images))
+    assert [test.tolist() for _, test in group_folds(labels, images, 5, seed=3)] == [t.tolist() for _, t in folds]
+    ours = KernelSVM(kernel="rbf", C=10.0, random_state=3).fit(rows, labels, groups=images)
+    library = CalibratedClassifierCV(SVC(kernel="rbf", C=10.0), cv=folds, ensemble=False).fit(rows, labels)
+    # Within libsvm's and the sigmoid fits' tolerances
+    np.testing.assert_allclose(ours.predict_proba(X_test), library.predict_proba(X_test), atol=5e-3)
 
 
 def test_kernel_svm_calibrates_on_whole_images_so_twins_do_not_make_it_overconfident():

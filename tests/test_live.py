@@ -1,9 +1,11 @@
 import json
 import subprocess
+import sys
 
 import pandas as pd
 import pytest
 
+from pipeline import PipelineError
 from pipeline.modeling import live
 
 
@@ -43,12 +45,17 @@ def test_no_curves_read_as_none(tmp_path):
     assert live.read_curves(tmp_path / "absent") is None
 
 
-def test_a_logging_block_empties_the_folder_and_ends_with_the_block(tmp_path):
+def test_an_emptied_folder_keeps_no_earlier_curves_and_each_fit_it_opens_starts_afresh(tmp_path):
     log(tmp_path / "live", epochs=2, dvcyaml=tmp_path / "dvc.yaml")
-    with live.logging_to(tmp_path / "live", dvcyaml=tmp_path / "dvc.yaml"):
-        assert list(tmp_path.iterdir()) == []  # a row that trains no Keras model any more keeps no old curves
-        assert live.start() is not None
-    assert live.start() is None
+    folder = live.emptied(tmp_path / "live", dvcyaml=tmp_path / "dvc.yaml")
+    assert list(tmp_path.iterdir()) == []  # a row that trains no Keras model any more keeps no old curves
+    for epochs in (3, 1):  # a longer fit, then a shorter one
+        curves = folder.open()
+        for epoch in range(epochs):
+            curves.epoch_end({"loss": 1.0, "val_loss": 1.0})
+        curves.end(kept_epoch=0)
+    assert live.read_curves(tmp_path / "live")["epoch"].tolist() == [1]
+    assert (tmp_path / "dvc.yaml").exists()
 
 
 def test_dvclive_can_name_its_files_in_a_dvc_yaml_of_its_own(tmp_path):
@@ -63,8 +70,9 @@ def test_dvclive_can_name_its_files_in_a_dvc_yaml_of_its_own(tmp_path):
     assert pd.read_csv(tmp_path / "live/plots/metrics/eval/loss.tsv", sep="\t")["step"].tolist() == [0, 1]
 
 
-def test_outside_dvc_exp_run_dvclive_leaves_git_and_dvc_alone(tmp_path):
-    """DVCLive's own look for the project would `dvc init` this git repository, then fail on its lack of commits."""
+def test_a_project_without_a_commit_is_told_to_commit(tmp_path):
+    """`dvc repro` runs in a new git repository, but DVCLive reads the commit it logs against."""
     subprocess.run(["git", "-c", "init.defaultBranch=main", "init", "-q"], cwd=tmp_path, check=True)
-    log(tmp_path / "live", epochs=2)
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".git", "live"]
+    subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=tmp_path, check=True)
+    with pytest.raises(PipelineError, match="commit once"):
+        live.emptied(tmp_path / "live").open()

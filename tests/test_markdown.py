@@ -9,6 +9,7 @@ import yaml
 from pipeline import PipelineError, paths
 from pipeline.data.images import load_image
 from pipeline.features import store
+from pipeline.features.backbone import INTERMEDIATE
 from pipeline.files import write_csv, write_json
 from pipeline.modeling import live
 from pipeline.report import markdown, plots
@@ -127,11 +128,11 @@ def small_results(root, settings=SETTINGS):
     for split, rows in manifest.groupby("split"):
         labels = [classes.index(label) for label in rows["label"]]
         arrays = {"features": rng.normal(size=(len(rows), 8)) + np.array(labels)[:, None],
-                  "block4_pool": rng.normal(size=(len(rows), 2, 2, 4))}
+                  INTERMEDIATE: rng.normal(size=(len(rows), 2, 2, 4))}
         store.write(paths.features_file(split), [arrays], labels, list(rows["path"]), classes,
-                       started=time.perf_counter(),
-                       meta={"backbone": "vgg16", "weights": "imagenet", "weights_sha256": "0" * 64, "input_size": 32,
-                             "pooling": "flatten", "augmented_copies": settings["augment"]["copies"], "extracted": 0})
+                    started=time.perf_counter(),
+                    meta={"backbone": "vgg16", "weights": "imagenet", "weights_sha256": "0" * 64, "input_size": 32,
+                          "pooling": "flatten", "augmented_copies": settings["augment"]["copies"], "extracted": 0})
     test = manifest[manifest["split"] == "test"].reset_index(drop=True)
     logreg = test[["path", "split"]].assign(actual=test["label"], predicted=test["label"])
     logreg.loc[test["label"].eq("red").idxmax(), "predicted"] = "blue"
@@ -177,6 +178,39 @@ def test_the_report_shows_the_chosen_row_then_the_checks_then_the_settings(tmp_p
     assert "rotation up to ±90°, every other copy mirrored" in text
     for figure in ("confusion_logreg", "confusion_scratch_cnn", "misclassified", "augmentation", "curve_scratch_cnn"):
         assert f"({figure}.png)" in text and (paths.REPORTS / f"{figure}.png").stat().st_size > 0
+
+
+def rewrite_features(split, flipped=None, extra=None):
+    """Write a split's features file again, with mirror images of every image or `extra` arrays (a mirror sample)."""
+    cached = store.read(paths.features_file(split))
+    intermediate = store.read(paths.features_file(split), INTERMEDIATE).X
+    arrays = {"features": cached.X, INTERMEDIATE: intermediate}
+    if flipped is not None:
+        arrays["features_flipped"] = flipped
+    store.write(paths.features_file(split), [arrays], cached.y, cached.paths, cached.classes, meta=cached.meta,
+                started=time.perf_counter(), extra=extra)
+
+
+def other_class(cached):
+    """small_results' features are noise plus the class: these "mirror images" show the other class."""
+    return cached.X + (1 - 2 * cached.y)[:, None]
+
+
+@pytest.mark.parametrize("train_mirror_changes_class", [True, False])
+def test_the_flip_warning_is_drawn_from_training_images_never_held_out_ones(tmp_path, monkeypatch,
+                                                                            train_mirror_changes_class):
+    monkeypatch.chdir(tmp_path)
+    settings = {**SETTINGS, "evaluate": {**SETTINGS["evaluate"], "tta": True}}
+    rows = small_results(tmp_path, settings)
+    train, test = (store.read(paths.features_file(split)) for split in ("train", "test"))
+    rewrite_features("train", extra={store.SAMPLE_ROWS: np.arange(len(train.y)), "features_flipped_sample":
+                                     other_class(train) if train_mirror_changes_class else train.X})
+    # Held-out mirror images that say the opposite: read, they would decide the other way.
+    rewrite_features("test", flipped=test.X if train_mirror_changes_class else other_class(test))
+    markdown.write(*rows)
+    text = (paths.REPORTS / "report.md").read_text()
+    assert ("## Warnings" in text) == train_mirror_changes_class
+    assert ("augment.horizontal_flip: false" in text) == train_mirror_changes_class
 
 
 def test_a_class_never_predicted_has_no_precision():

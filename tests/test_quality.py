@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.features.backbone import BLOCK4
+from pipeline.features.backbone import INTERMEDIATE
 from pipeline.report.quality import doubted_labels, typicality
 
 
@@ -28,7 +28,7 @@ def test_the_image_unlike_the_others_scores_lowest(tmp_path):
     maps[17] = rng.normal(size=(3, 3, 64))
     path = tmp_path / "train.h5"
     with h5py.File(path, "w") as h5:
-        h5[BLOCK4] = maps.astype(np.float32)
+        h5[INTERMEDIATE] = maps.astype(np.float32)
         h5["paths"] = np.asarray([f"train/x/{i}.png" for i in range(31)], dtype=h5py.string_dtype())
     files, scores = typicality(path)
     assert files[17] == "train/x/17.png" and len(scores) == 31

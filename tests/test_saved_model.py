@@ -13,11 +13,10 @@ from pipeline.features import backbone
 from pipeline.modeling import saved_model
 from pipeline.modeling.evaluation import average_with_mirror
 from pipeline.modeling.feature_pass import FeaturePass
+from pipeline.modeling.finetune import taking_images
 from pipeline.modeling.saved_model import MAGIC, SavedModel, read_header
-from pipeline.modeling.scratch import ScratchCNN
+from pipeline.modeling.scratch import ScratchCNN, without_augmentation
 from pipeline.quiet_keras import keras
-from pipeline.stages.finetune import taking_images
-from pipeline.stages.scratch import without_augmentation
 from tests.conftest import make_tree
 from tests.test_augment import ON
 
@@ -65,7 +64,7 @@ def rewrite(path, header=None, payload=None):
 def test_a_saved_model_loads_back_and_predicts_the_same(saved):
     loaded = SavedModel.load(saved)
     X = np.random.default_rng(1).normal(size=(5, 3))
-    np.testing.assert_array_equal(loaded.proba(X), head_model().proba(X))
+    np.testing.assert_array_equal(loaded.predict_proba_arrays(X), head_model().predict_proba_arrays(X))
     assert loaded.classes == ["blue", "red"] and loaded.kind == "head"
     header, _ = read_header(saved)
     assert header["format"] == saved_model.FORMAT_VERSION and header["classes"] == ["blue", "red"]
@@ -167,7 +166,7 @@ def test_tta_averages_the_view_and_its_mirror():
 
 def test_a_head_that_saw_some_classes_gets_a_column_per_class():
     model = head_model(classes=("a", "b", "c"), seen=(0, 2))
-    proba = model.proba(np.zeros((4, 3)))
+    proba = model.predict_proba_arrays(np.zeros((4, 3)))
     assert proba.shape == (4, 3) and (proba[:, 1] == 0).all()
     np.testing.assert_allclose(proba.sum(axis=1), 1)
 
@@ -177,7 +176,7 @@ def test_an_image_model_reads_files_and_averages_each_with_its_mirror_image(tmp_
     model = SavedModel(colour_cnn(), ["blue", "red"], 8, tta=True)
     images = np.stack([load_image(f, 8) for f in files])
     plain = SavedModel(model.model, model.classes, 8).predict_proba(files)
-    mirrored = SavedModel(model.model, model.classes, 8).proba(images[:, :, ::-1])
+    mirrored = SavedModel(model.model, model.classes, 8).predict_proba_arrays(images[:, :, ::-1])
     assert not np.allclose(plain, mirrored)  # the mirror image does change this model's answer
     np.testing.assert_allclose(model.predict_proba(files, batch_size=3), (plain + mirrored) / 2, atol=1e-6)
 
@@ -204,7 +203,7 @@ def test_the_saved_scratch_cnn_loads_back_without_its_augmentation(tmp_path):
     cnn = ScratchCNN(augmentation, epochs=1, batch_size=4).fit(X.astype(np.uint8), y)
     SavedModel(without_augmentation(cnn.model_, augmentation), ["a", "b"], 48).save(tmp_path / "cnn.model")
     loaded = SavedModel.load(tmp_path / "cnn.model")
-    np.testing.assert_allclose(loaded.proba(X), cnn.predict_proba(X), atol=1e-6)
+    np.testing.assert_allclose(loaded.predict_proba_arrays(X), cnn.predict_proba(X), atol=1e-6)
 
 
 def test_a_checked_file_that_cannot_be_unpickled_is_one_line(tmp_path):

@@ -1,11 +1,11 @@
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.base import clone
 
 from pipeline import PipelineError
 from pipeline.modeling import networks
-from pipeline.modeling.scratch import NETWORKS, ScratchCNN
-from pipeline.stages import scratch as scratch_stage
+from pipeline.modeling.scratch import FIXED, NETWORKS, ScratchCNN, train_and_score
 from tests.test_augment import ON
 
 
@@ -61,9 +61,17 @@ def test_bfloat16_training_keeps_float32_weights_and_probabilities():
 
 
 def test_balanced_class_weight_reaches_keras_as_n_over_classes_times_count(class_weights_seen):
-    assert "class_weight" in set(ScratchCNN().get_params()) - set(scratch_stage.FIXED)  # a params.yaml setting
+    assert "class_weight" in set(ScratchCNN().get_params()) - set(FIXED)  # a params.yaml setting
     seen = class_weights_seen
     X = np.random.default_rng(2).uniform(0, 255, (10, 24, 24, 3)).astype(np.uint8)
     y = np.array(["cat"] * 2 + ["dog"] * 8)
     ScratchCNN(epochs=1, batch_size=8, class_weight="balanced").fit(X, y, validation=(X[:4], y[:4]))
     assert seen["class_weight"] == pytest.approx({0: 10 / 4, 1: 10 / 16})
+
+
+def test_without_a_held_out_split_nothing_is_trained_and_the_message_says_what_to_set(tmp_path):
+    manifest = pd.DataFrame({"path": ["train/a/1.png", "train/b/2.png"], "split": "train", "label": ["a", "b"]})
+    cnn = ScratchCNN(epochs=1)
+    with pytest.raises(PipelineError, match=r"none: set data\.split\.test above 0, or scratch: \{\} in params\.yaml"):
+        train_and_score(cnn, manifest, tmp_path, 32, tta=False)  # the images do not exist: not read either
+    assert not hasattr(cnn, "model_")

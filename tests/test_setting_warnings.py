@@ -1,6 +1,5 @@
 import numpy as np
 
-from pipeline.features.store import Features
 from pipeline.report import setting_warnings
 from tests.test_image_size import write_images
 
@@ -59,22 +58,23 @@ def test_flips_on_images_whose_mirror_image_is_another_class_are_named():
 def test_flips_on_images_that_keep_their_class_in_the_mirror_raise_nothing(tmp_path):
     y = np.arange(60) % 2
     images = blobs(60, seed=1, classes=y)
-    heldout = Features(X=images, y=y, paths=[], classes=["dim", "bright"], meta={}, flipped=images[:, :, ::-1])
     files = write_images(tmp_path, [(160, 160)] * 3)
-    assert setting_warnings.warnings(settings(), files, 150, heldout) == []
+    assert setting_warnings.warnings(settings(), files, 150, (images, images[:, :, ::-1], y)) == []
     accuracy, mirrored_accuracy = setting_warnings.mirror_scores(images, images[:, :, ::-1], y)
     assert abs(accuracy - mirrored_accuracy) < setting_warnings.MIRROR_DROP
 
 
-def test_the_flip_check_runs_only_where_flips_are_on_and_the_mirror_images_were_extracted(tmp_path):
+def test_the_flip_check_runs_where_flips_are_on_and_the_mirror_sample_was_extracted(tmp_path):
     y = np.arange(60) % 2
     images = arrows(60, seed=2, pointing=2 * y - 1)
     files = write_images(tmp_path, [(160, 160)] * 3)
-    heldout = Features(X=images, y=y, paths=[], classes=["left", "right"], meta={}, flipped=images[:, :, ::-1])
-    assert len(setting_warnings.warnings(settings(flips=True), files, 150, heldout)) == 1
-    assert setting_warnings.warnings(settings(flips=False), files, 150, heldout) == []
-    heldout.flipped = None  # no test-time augmentation: nothing to compare with
-    assert setting_warnings.warnings(settings(flips=True), files, 150, heldout) == []
+    sample = (images, images[:, :, ::-1], y)
+    [line] = setting_warnings.warnings(settings(flips=True), files, 150, sample)
+    assert line.startswith("a model of the training images scores")
+    assert setting_warnings.warnings(settings(flips=False), files, 150, sample) == []
+    augment_only = {"augment": {"horizontal_flip": True}, "evaluate": {"tta": False}}  # no TTA: still checked
+    assert len(setting_warnings.warnings(augment_only, files, 150, sample)) == 1
+    assert setting_warnings.warnings(settings(flips=True), files, 150, None) == []  # no sample: nothing to compare
 
 
 def test_a_class_too_small_to_fold_skips_the_check():

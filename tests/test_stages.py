@@ -8,6 +8,7 @@ import importlib
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -20,7 +21,7 @@ from tests.conftest import make_tree
 
 PROJECT = Path(__file__).resolve().parents[1]
 PER_CLASS = 6  # per class and split: 12 training and 12 test images
-ROWS = {"heads": ["logreg", "logreg_block4", "dense"], "finetune": ["finetune_block5"],
+ROWS = {"heads": ["logreg", "logreg_intermediate", "dense"], "finetune": ["finetune_top"],
         "scratch": ["scratch_cnn", "scratch_at_backbone_size"]}
 
 
@@ -37,9 +38,9 @@ def tiny_params(images, weights):
     params["augment"].update(copies=1, horizontal_flip=True)
     params["evaluate"].update(folds=2, tta=True)
     params["heads"] = {"logreg": {"type": "logreg", "C": 1.0},
-                       "logreg_block4": {"type": "logreg", "layer": "block4"},
+                       "logreg_intermediate": {"type": "logreg", "layer": "intermediate"},
                        "dense": {"type": "dense", "scale": "l2", "units": 16, "epochs": 3, "patience": 2}}
-    params["finetune"] = {"finetune_block5": {"head": "dense", "epochs": 1, "patience": 1, "batch_size": 8}}
+    params["finetune"] = {"finetune_top": {"head": "dense", "epochs": 1, "patience": 1, "batch_size": 8}}
     params["scratch"] = {"scratch_cnn": {"input_size": 48, "epochs": 1, "patience": 1, "batch_size": 8},
                          "scratch_at_backbone_size": {"epochs": 1, "patience": 1, "batch_size": 8}}
     return params
@@ -58,7 +59,7 @@ def project(tmp_path_factory, random_weights):
         stage("featurize")
         for name in ROWS["heads"]:
             stage("train", name)
-        stage("finetune", "finetune_block5")
+        stage("finetune", "finetune_top")
         for name in ROWS["scratch"]:
             stage("scratch", name)
         stage("report")
@@ -73,11 +74,38 @@ def test_prepare_lists_every_image_with_its_split_label_and_hash(project):
     assert (project / paths.DUPLICATES).exists()
 
 
+def test_prepare_splits_an_unsplit_folder_by_content_and_names_what_it_leaves_out(tmp_path, monkeypatch):
+    images = make_tree(tmp_path / "images", splits=(None,), per_class=20)
+    (images / "red/0_copy.png").write_bytes((images / "red/0.png").read_bytes())
+    (images / "loose.png").write_bytes((images / "red/1.png").read_bytes())
+    (images / "green").mkdir()
+    (images / "green/scan.tif").write_text("not an image")
+    params = tiny_params(images, "unused")
+    params["data"]["split"].update(validation=0.2, test=0.2)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    monkeypatch.chdir(tmp_path)
+    with pytest.warns(UserWarning) as warned:
+        stage("prepare")
+    manifest = pd.read_csv(paths.MANIFEST).set_index("path")
+    assert set(manifest["split"]) == {"train", "validation", "test"} and len(manifest) == 41
+    assert manifest.loc["red/0.png", "split"] == manifest.loc["red/0_copy.png", "split"]  # copies on one side
+    again = pd.read_csv(paths.DUPLICATES)
+    assert (again["split"] == manifest.loc["red/0.png", "split"]).all() and not again["left_out"].any()
+    skipped = pd.read_csv(paths.SKIPPED).set_index("path")["reason"]
+    assert sorted(skipped.index) == ["green/", "green/scan.tif", "loose.png"]
+    said = [str(warning.message) for warning in warned]
+    assert any(line.startswith("skipping green/: no readable image") for line in said)
+    assert any(line.startswith("skipping loose.png: it lies directly in data.dir") for line in said)
+
+
 def test_featurize_writes_each_split_with_its_copies_mirrors_and_provenance(project):
     train = store.read(project / paths.features_file("train"))
     test = store.read(project / paths.features_file("test"))
     assert len(train.y) == 2 * PER_CLASS and train.views().shape[:2] == (2 * PER_CLASS, 2)  # image and one copy
     assert train.flipped is None and test.flipped is not None  # mirror images of held-out images only (TTA)
+    images, mirrored, labels = store.mirror_sample(project / paths.features_file("train"))  # the flip check's
+    assert np.array_equal(images, train.X) and (labels == train.y).all() and mirrored.shape == images.shape  # all 12
+    assert not np.allclose(images, mirrored) and store.mirror_sample(project / paths.features_file("test")) is None
     assert test.augmented is None  # held-out images are never augmented
     assert train.classes == ["blue", "red"]
     meta = store.read_meta(project / paths.features_file("train"))
@@ -101,7 +129,7 @@ def test_every_row_leaves_its_model_metrics_and_predictions(project):
             assert len(pd.read_csv(project / paths.predictions_file(name))) == 2 * PER_CLASS
             assert ("cv" in metrics) == (section == "heads")  # only heads are cross-validated
             assert (project / paths.out_of_fold_file(name)).exists() == (section == "heads")
-    for name in ("dense", "finetune_block5", *ROWS["scratch"]):  # the Keras rows: DVCLive's curves
+    for name in ("dense", "finetune_top", *ROWS["scratch"]):  # the Keras rows: DVCLive's curves
         curves = live.read_curves(project / live.directory(name))
         assert len(curves) >= 1 and {"loss", "val_loss", "accuracy", "val_accuracy"} <= set(curves)
     assert not (project / live.directory("logreg")).exists()
@@ -148,7 +176,7 @@ def test_a_report_with_a_row_not_yet_trained_says_to_run_dvc_repro(project, monk
 
 @pytest.mark.parametrize("argv, message", [
     ((), "usage: python -m pipeline.stages.<stage> NAME (a name under heads: in params.yaml)"),
-    (("nothing",), "params.yaml has no 'nothing' under heads; there: logreg, logreg_block4, dense"),
+    (("nothing",), "params.yaml has no 'nothing' under heads; there: logreg, logreg_intermediate, dense"),
 ])
 def test_a_row_stage_without_a_known_name_exits_with_one_line(project, monkeypatch, capsys, argv, message):
     monkeypatch.chdir(project)

@@ -1,7 +1,7 @@
 """Random image augmentation from params.yaml's `augment` section.
 
 The scratch CNN gets Keras random layers (new transforms every epoch, active only while
-training). The augmented copies that go through VGG16 into the feature cache are drawn per
+training). The augmented copies that go through the backbone into the feature cache are drawn per
 image instead, from `augment.seed` and the image's content, so that the batch size, the order of
 the images and their file names never change a cached feature.
 """
@@ -20,8 +20,7 @@ class RandomAffine(keras.layers.Layer):
     `factors` holds the GEOMETRIC settings; each image draws every value uniformly within ± its
     factor, as the cached copies do (Copies), so the scratch CNN trains on the transforms the
     augmentation preview shows. One warp interpolates each pixel once, where Keras's four separate
-    random layers blur the image four times over, and training is 1.1-1.4x faster for it
-    (benchmarks/scratch_speed.py).
+    random layers blur the image four times over, and training is faster for it (README, Speed).
     """
 
     def __init__(self, factors, seed=None, **kwargs):

@@ -1,13 +1,15 @@
 """Find the labelled images and split them.
 
 Two layouts are accepted: DIR/<split>/<class>/<image> with splits train, validation
-(or val) and test, and an unsplit DIR/<class>/<image> that is split here, stratified.
-The user's files are only ever read.
+(or val) and test, and an unsplit DIR/<class>/<image> that is split here. Whatever is left
+out (an unreadable file, a file in no class folder, a class folder with no readable image)
+is named, with what to do about it. The user's files are only ever read.
 """
+import hashlib
+import warnings
 from pathlib import Path
 
 import pandas as pd
-from sklearn.model_selection import train_test_split
 
 from pipeline import PipelineError
 from pipeline.data.images import files_under, printable, unreadable
@@ -19,11 +21,13 @@ MANIFEST_COLUMNS = ("path", "split", "label", "sha256")
 HELDOUT_SPLITS = ("test", "validation")  # the first one present is scored and reported
 
 
-def find_images(data_dir, validation=0.0, test=0.2, seed=42):
+def find_images(data_dir):
     """Return (manifest, skipped): DataFrames of (path, split, label) and (path, reason).
 
-    Paths are relative to `data_dir`, as seen through linked folders. Files Pillow cannot decode,
-    or whose names are not UTF-8, go to `skipped` (their paths there with \\xNN escapes).
+    Paths are relative to `data_dir`, as seen through linked folders. In an unsplit folder the
+    split is left empty for `content_split`, which needs the images' hashes. Files Pillow cannot
+    decode, or whose names are not UTF-8, files outside any class folder and class folders left
+    with no readable image go to `skipped` (paths there with \\xNN escapes, folders ending in /).
     """
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
@@ -33,26 +37,68 @@ def find_images(data_dir, validation=0.0, test=0.2, seed=42):
         )
     split_dirs = find_split_dirs(data_dir)
     if split_dirs:
-        rows = [row for split, d in split_dirs.items() for row in list_class_files(d, split)]
         check_same_classes(split_dirs)
-    else:
-        rows = list_class_files(data_dir, split=None)
-    if not rows:
+    folders = [(split, d) for split, folder in (split_dirs or {None: data_dir}).items() for d in class_dirs(folder)]
+    files = pd.DataFrame([(file, split, d.name, d) for split, d in folders for file in files_under(d)],
+                         columns=["file", "split", "label", "folder"])
+    if files.empty:
+        loose = len(direct_files(data_dir))
         raise PipelineError(
-            f"no images in {data_dir}: expected {data_dir}/<class>/<image> "
-            f"or {data_dir}/train/<class>/<image>"
+            f"no images in {data_dir}{f' but {loose} files directly in it' if loose else ''}: "
+            f"expected {data_dir}/<class>/<image> or {data_dir}/train/<class>/<image>"
         )
-    files = pd.DataFrame(rows, columns=["file", "split", "label"])
     reasons = unreadable(files["file"])
     bad = files["file"].isin(list(reasons))
     skipped = pd.DataFrame({"path": relative(reasons, data_dir), "reason": list(reasons.values())})
+    left_out = outside_class_folders(data_dir, split_dirs)
+    left_out += empty_class_folders(data_dir, folders, readable=files.loc[~bad, "folder"])
+    for path, reason in left_out:
+        warnings.warn(f"skipping {path}: {reason}", stacklevel=2)
+    skipped = pd.concat([skipped, pd.DataFrame(left_out, columns=["path", "reason"])], ignore_index=True)
     manifest = files[~bad].assign(path=lambda f: relative(f["file"], data_dir))
-    if not split_dirs:
-        manifest["split"] = stratified_split(manifest["label"], validation, test, seed)
     manifest = manifest[["path", "split", "label"]].reset_index(drop=True)
-    if not (manifest["split"] == "train").any():
-        raise PipelineError(f"no readable training images in {data_dir}")
+    if manifest.empty or split_dirs and not (manifest["split"] == "train").any():
+        raise PipelineError(f"no readable {'training ' if split_dirs else ''}images in {data_dir}: "
+                            "the warnings above say why")
     return manifest, skipped
+
+
+def outside_class_folders(data_dir, split_dirs):
+    """(path, reason) of the files that lie where no class folder is, and of folders beside the split folders."""
+    home = "data.dir/<split>/<class>/" if split_dirs else "data.dir/<class>/"
+    found = [(file, f"it lies directly in data.dir, in no class folder, so it has no label: move it into {home} "
+                    "or out of data.dir") for file in direct_files(data_dir)]
+    for folder in split_dirs.values():
+        found += [(file, f"it lies directly in {folder.name}/, in no class folder, so it has no label: move it "
+                         f"into {folder.name}/<class>/ or out of data.dir") for file in direct_files(folder)]
+    if split_dirs:
+        others = [d for d in class_dirs(data_dir) if d.name.lower() not in SPLIT_FOLDERS]
+        found += [(folder, f"not a split folder ({', '.join(SPLIT_FOLDERS)}) though data.dir is split, so its "
+                           f"{len(files_under(folder))} files are left out: move them into a split folder or "
+                           "the folder out of data.dir") for folder in others]
+    return [(relative([path], data_dir)[0] + ("/" if path.is_dir() else ""), reason) for path, reason in found]
+
+
+def empty_class_folders(data_dir, folders, readable):
+    """(path, reason) of each class folder with no readable image, which would otherwise vanish without a word."""
+    kept = set(readable)
+    found = []
+    for split, folder in folders:
+        if folder in kept:
+            continue
+        count = len(files_under(folder))
+        what = f"{count} file{'s' if count > 1 else ''}, none readable" if count else "empty"
+        loss = f"class {folder.name!r} has no {split} images" if split else f"class {folder.name!r} is left out"
+        found.append((relative([folder], data_dir)[0] + "/",
+                      f"no readable image in this class folder ({what}), so {loss}: add images Pillow can read, "
+                      "or remove the folder"))
+    return found
+
+
+def direct_files(folder):
+    """The files (not hidden ones, and broken links too) lying directly in `folder`."""
+    return sorted(p for p in folder.iterdir()
+                  if not p.name.startswith(".") and (p.is_file() or not p.exists()))
 
 
 def read_manifest(path):
@@ -101,14 +147,6 @@ def class_dirs(folder):
                   key=lambda p: p.name)
 
 
-def list_class_files(folder, split):
-    return [
-        (file, split, class_dir.name)
-        for class_dir in class_dirs(folder)
-        for file in files_under(class_dir)
-    ]
-
-
 def check_same_classes(split_dirs):
     expected = {d.name for d in class_dirs(split_dirs["train"])}
     for split, folder in split_dirs.items():
@@ -149,25 +187,38 @@ def separate_validation_split(splits):
     return "validation" if "validation" in present and heldout_split(present) != "validation" else None
 
 
-def stratified_split(labels, validation, test, seed):
+def check_fractions(validation, test):
+    """Raise PipelineError unless data.split's fractions can be held out (checked before any image is hashed)."""
     if validation < 0 or test < 0 or validation + test >= 1:
         raise PipelineError(
             "params.yaml: data.split.validation and data.split.test must be >= 0 "
             f"and add up to less than 1 (got {validation} and {test})"
         )
-    split = pd.Series("train", index=labels.index)
-    rest = labels.index
-    try:
-        for name, fraction in (("test", test), ("validation", validation / (1 - test))):
-            if fraction == 0:
-                continue
-            rest, held = train_test_split(
-                rest, test_size=fraction, stratify=labels[rest], random_state=seed
-            )
-            split[held] = name
-    except ValueError as exc:
-        raise PipelineError(f"cannot split the images by class: {exc}") from exc
-    return split
+
+
+def content_split(manifest, copies, validation=0.0, test=0.2, seed=42):
+    """The split of each image of an unsplit folder, decided by its content alone.
+
+    Each image gets a place in [0, 1) from a hash of its sha256 and `seed`: below `test` it is a test
+    image, at or above 1 - `validation` a validation image, else a training image. No other image
+    takes part, so adding, removing or renaming images never moves one that was there, and raising
+    one fraction only moves images between that split and train. The price: a class's counts are
+    binomial around the fractions, not cut exactly (README, "Your own images"). Every image of a
+    group of `copies` (pipeline.data.duplicates) takes the place of its group's smallest sha256, so
+    copies stay on one side; an added copy of an image can therefore move it.
+    """
+    check_fractions(validation, test)
+    group_of = manifest["path"].map(dict(zip(copies["path"], copies["group"])))
+    key = manifest["sha256"].where(group_of.isna(), manifest["sha256"].groupby(group_of).transform("min"))
+    place = key.map(lambda sha256: position(sha256, seed))
+    split = pd.Series("train", index=manifest.index)
+    return split.mask(place < test, "test").mask(place >= 1 - validation, "validation")
+
+
+def position(sha256, seed):
+    """A uniform number in [0, 1) from an image's sha256 and the split's seed."""
+    digest = hashlib.sha256(f"{seed}:{sha256}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2 ** 64
 
 
 def relative(files, root):

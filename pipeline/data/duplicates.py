@@ -2,11 +2,10 @@
 
 A copy of a training image among the held-out images inflates the held-out score, copies in two
 cross-validation folds inflate CV, and one image under two labels is a labelling error. Near
-copies are found with a 256-bit perceptual hash (imagehash's phash on a 16x16 DCT). Measured on
-the four shared datasets: resized (x0.25 to x2), re-encoded (JPEG q30, WebP) or brightened copies
-of 480 images moved at most 22 bits, while the closest two different images were 38 bits apart
-(two brain MRIs; different photos were 78 or more apart). The 64-bit phash cannot tell those MRI
-slices apart: different brains came within 4 bits, and real copies were up to 6 apart.
+copies are found with a 256-bit perceptual hash (imagehash's phash on a 16x16 DCT): on the shared
+datasets it keeps resized, re-encoded and brightened copies closer together than any two different
+images, which the 64-bit phash does not for brain MRI slices (benchmarks/results.md, figures behind
+the code).
 """
 import hashlib
 from pathlib import Path
@@ -25,8 +24,8 @@ from pipeline.files import read_table
 HASH_SIZE = 16  # phash keeps HASH_SIZE x HASH_SIZE low-frequency DCT signs: 256 bits
 HASH_BITS = HASH_SIZE * HASH_SIZE
 HASH_WORDS = HASH_BITS // 64
-# Between the 22 bits a resized or re-encoded copy moved and the 38 of the closest different images;
-# it also takes a re-coloured copy of a produce photo (28 bits).
+# Between the farthest a copy moved and the closest two different images came on the shared datasets
+# (README, params.yaml table), with room for a re-coloured copy.
 DEFAULT_MAX_DISTANCE = 30
 BLOCK = 256  # rows of the pairwise comparison at once: BLOCK x images x 32 bytes in memory
 CHUNK = 1 << 20

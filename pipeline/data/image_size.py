@@ -1,10 +1,9 @@
 """The size images are resized to: backbone.input_size, or for `auto` one chosen from the images' own size.
 
-VGG16 was trained at 224 px, but at 150 px it runs 2.2 times as fast and scored as well in CV on
-photos of about 200 px (cats-dogs-small, produce-3class). Photos much larger than that lose detail at
-150 px: on hymenoptera's (median shorter side 370 px) CV accuracy rose from 0.927 at 150 px to 0.947
-at 224 (benchmarks/results.md). `auto` therefore takes 150 px unless that is below half the images'
-median shorter side, and then 224.
+ImageNet networks were trained at 224 px, but 150 px runs much faster and scored as well in CV on
+photos of about 200 px; photos much larger than that lose detail at 150 px, and scored better at 224
+(benchmarks/results.md, figures behind the code). `auto` therefore takes 150 px unless that is below
+half the images' median shorter side, and then 224.
 """
 import numpy as np
 from PIL import Image

@@ -1,4 +1,4 @@
-"""Find and read image files of any type Pillow knows, as RGB arrays for VGG16."""
+"""Find and read image files of any type Pillow knows, as RGB arrays for the networks."""
 import os
 import warnings
 from pathlib import Path
@@ -56,7 +56,7 @@ def unreadable_reason(path):
         with Image.open(path) as image:
             image.load()
     except Exception as exc:  # Pillow raises many types for bad files; all mean "skip"
-        return f"{type(exc).__name__}: {exc}".strip()
+        return f"Pillow cannot read it ({type(exc).__name__}: {exc}): convert it to PNG or JPEG, or move it elsewhere"
     return None
 
 

@@ -19,9 +19,12 @@ IMAGENET = "imagenet"
 # are near-meaningless for classification.
 RANDOM = "random"
 RANDOM_SEED = 0
-# The HDF5 name of every backbone's intermediate output (`layer: block4` heads, fine-tuning's input),
-# kept from VGG16's block4_pool, where it started, so that existing features and caches stay valid.
-BLOCK4 = "block4_pool"
+# The name of every backbone's intermediate output in the features files and the per-image cache
+# (`layer: intermediate` heads read it, fine-tuning starts from it), whatever the network calls that layer.
+INTERMEDIATE = "intermediate"
+# Its name in caches written before it had one of its own (VGG16's layer): read as INTERMEDIATE
+# (pipeline.features.cache), so that images cached then are not extracted again.
+RENAMED_OUTPUTS = {"block4_pool": INTERMEDIATE}
 
 
 @dataclass(frozen=True)
@@ -36,7 +39,7 @@ class Backbone:
     constructor: str  # the keras.applications function that builds it
     preprocessing: str  # the keras.applications module whose preprocess_input takes its 0-255 RGB images
     preprocessing_does: str  # what that does, in words, recorded with the features
-    intermediate: str  # the layer whose output is cached: `layer: block4` heads read it averaged over
+    intermediate: str  # the layer whose output is cached: `layer: intermediate` heads read it averaged over
     # positions, and fine-tuning starts from it, so the layers before it stay frozen
     tuned_from: str  # the first layer fine-tuning trains (together with all after it)
     min_input_size: int = 32  # each network here halves the image five times
@@ -143,7 +146,8 @@ def extractor(base, pooling, name=DEFAULT):
     """One pass that yields both the pooled features and the intermediate output (cached for fine-tuning)."""
     from pipeline.quiet_keras import keras
 
-    outputs = {"features": pooling_layer(pooling)(base.output), BLOCK4: base.get_layer(get(name).intermediate).output}
+    intermediate = base.get_layer(get(name).intermediate).output
+    outputs = {"features": pooling_layer(pooling)(base.output), INTERMEDIATE: intermediate}
     return keras.Model(base.input, outputs, name=f"{name}_extractor")
 
 

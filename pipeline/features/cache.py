@@ -14,6 +14,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from pipeline.features.backbone import RENAMED_OUTPUTS
 from pipeline.files import atomic_path, write_json
 
 
@@ -71,7 +72,8 @@ class FeatureCache:
                         open_files[shard] = h5py.File(shard, "r")
                     for output in open_files[shard]:
                         if output != "keys":
-                            rows.setdefault(output, []).append(open_files[shard][output][row])
+                            name = RENAMED_OUTPUTS.get(output, output)  # a shard written under an old name
+                            rows.setdefault(name, []).append(open_files[shard][output][row])
                 yield {output: np.stack(arrays) for output, arrays in rows.items()}
         finally:
             for h5 in open_files.values():

@@ -1,10 +1,8 @@
 """What runs the backbone's forward pass: Keras itself, or the same graph compiled by OpenVINO or ONNX Runtime.
 
-On a CPU the forward pass is nearly all of feature extraction (decoding and resizing run some 50
-times faster). On CPUs with bfloat16 instructions, bfloat16 arithmetic runs it about twice as fast
-as float32, in OpenVINO and in Keras alike; in float32 neither OpenVINO nor ONNX Runtime beats Keras
-on 2 cores (benchmarks/engine_speed.py). bfloat16 changes the features slightly (cosine to float32's
-above 0.9998), so the engine and precision are part of each features file's provenance.
+On a CPU the forward pass is nearly all of feature extraction, so it is what an engine can speed up;
+on CPUs with bfloat16 instructions, bfloat16 arithmetic speeds it up most (README, Speed). bfloat16
+changes the features slightly, so the engine and precision are part of each features file's provenance.
 
 TensorFlow, OpenVINO and ONNX Runtime are imported only when needed: importing this module loads none.
 """
@@ -157,8 +155,8 @@ def openvino_runner(model, precision):
     compiled = openvino.Core().compile_model(converted, "CPU", {
         # needed for fp32 too: OpenVINO computes in bfloat16 by default on CPUs that have it
         "INFERENCE_PRECISION_HINT": OPENVINO_PRECISION[precision],
-        # Threads pinned to cores wait whenever another process runs there: on 2 shared cores,
-        # unpinned ran 1.2-1.5x faster (benchmarks/engine_speed.py notes).
+        # Threads pinned to cores wait whenever another process runs there, as on shared machines
+        # (benchmarks/results.md, figures behind the code).
         "ENABLE_CPU_PINNING": False,
     })
     ports = match_outputs(names, [(port, port.get_names()) for port in compiled.outputs])

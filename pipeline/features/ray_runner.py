@@ -1,4 +1,4 @@
-"""The `ray` runner: Ray Data hands whole cache shards to an actor pool, each actor holding one loaded VGG16.
+"""The `ray` runner: Ray Data hands whole cache shards to an actor pool, each actor holding one loaded backbone.
 
 With RAY_ADDRESS set (Ray's own convention) it joins that cluster; otherwise Ray starts one on this
 machine. Workers read the images and write the cache's shards themselves, so on a cluster the
@@ -13,7 +13,7 @@ import ray
 from pipeline.features import extraction
 from pipeline.features.cache import FeatureCache
 
-CPUS_PER_WORKER = 2  # VGG16's convolutions use several threads well; one actor per pair of cores
+CPUS_PER_WORKER = 2  # a backbone's convolutions use several threads well; one actor per pair of cores
 
 
 class ShardWorker:

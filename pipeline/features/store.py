@@ -1,9 +1,12 @@
 """The features files the heads read: one HDF5 per split, assembled from the per-image cache.
 
-Each file holds, per image, the pooled features and block 4's output (what fine-tuning
-starts from), and optionally the same for augmented copies (`<name>_augmented`, training
-split) and for the mirror image (`<name>_flipped`, for test-time augmentation). Its attributes
-say what produced them, and `seconds` how long this run took to extract and write them.
+Each file holds, per image, the pooled features and the backbone's intermediate output
+(what fine-tuning starts from), and optionally the same for augmented copies (`<name>_augmented`, training
+split) and for the mirror image (`<name>_flipped`, for test-time augmentation). The training
+split may also hold the mirror images of a sample of its images (`features_flipped_sample`, the
+rows in `flipped_sample_rows`): what the report's flip check compares them with, so that no
+warning is drawn from held-out images. Its attributes say what produced them, and `seconds` how
+long this run took to extract and write them.
 """
 import json
 import time
@@ -15,6 +18,10 @@ import numpy as np
 from pipeline import PipelineError, paths
 from pipeline.data import catalog
 from pipeline.files import atomic_path
+
+SAMPLE_ROWS = "flipped_sample_rows"
+# Enough for the flip check's 5-fold CV to see a drop of 10 points, few enough to extract in a minute.
+MIRROR_SAMPLE = 200
 
 
 @dataclass
@@ -34,9 +41,14 @@ class Features:
         return np.concatenate([self.X[:, None], self.augmented], axis=1)
 
 
-def write(path, chunks, labels, rel_paths, classes, meta, started):
-    """Write one split from `chunks` ({name: rows} in image order); `started` is when its extraction began."""
+def write(path, chunks, labels, rel_paths, classes, meta, started, extra=None):
+    """Write one split from `chunks` ({name: rows} in image order); `started` is when its extraction began.
+
+    `extra`: {name: array} stored as they are (the mirror sample).
+    """
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
+        for name, array in (extra or {}).items():
+            h5[name] = array
         row = 0
         for arrays in chunks:
             for name, array in arrays.items():
@@ -52,7 +64,7 @@ def write(path, chunks, labels, rel_paths, classes, meta, started):
 
 
 def read(path, name="features"):
-    """The `name` arrays of a split (features, or block4_pool for fine-tuning) with labels and paths."""
+    """The `name` arrays of a split (features, or the intermediate output for fine-tuning) with labels and paths."""
     try:
         with h5py.File(path, "r") as h5:
             attrs = dict(h5.attrs)
@@ -68,6 +80,27 @@ def read(path, name="features"):
             )
     except (OSError, KeyError) as exc:
         raise PipelineError(f"cannot read {name} from {path} ({exc}): run `dvc repro features`") from exc
+
+
+def mirror_sample_rows(keys, size=MIRROR_SAMPLE):
+    """The rows of up to `size` images with different contents: the smallest sha256 `keys`, sorted.
+
+    A hash picks them, so the sample is the same on every run and changes little when images are
+    added: their mirror images mostly come from the per-image cache.
+    """
+    first_row = {}
+    for row, key in enumerate(keys):
+        first_row.setdefault(key, row)
+    return np.sort([first_row[key] for key in sorted(first_row)[:size]]).astype(np.int64)
+
+
+def mirror_sample(path, name="features"):
+    """(arrays, their mirror images' arrays, labels) of a split's mirror sample; None where it has none."""
+    with h5py.File(path, "r") as h5:
+        if SAMPLE_ROWS not in h5:
+            return None
+        rows = h5[SAMPLE_ROWS][:]
+        return h5[name][rows], h5[f"{name}_flipped_sample"][:], h5["labels"][:][rows]
 
 
 def read_meta(path):

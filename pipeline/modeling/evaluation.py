@@ -4,16 +4,16 @@ Augmented copies of a training image, and copies of the image elsewhere in the t
 stay in its fold: a fold is never scored on a twin of an image it trained on, and it is scored on
 the images themselves, not on their augmented copies.
 """
-import inspect
 import time
 
 import numpy as np
 import pandas as pd
 from joblib import Parallel, cpu_count, delayed
-from sklearn import metrics
+from sklearn import config_context, metrics
 from sklearn.base import clone
 from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.pipeline import Pipeline
+from sklearn.utils.metadata_routing import get_routing_for_object
 from threadpoolctl import threadpool_limits
 
 from pipeline import PipelineError
@@ -29,13 +29,6 @@ def average_with_mirror(proba_of, X, mirrored=None):
     views = [X] if mirrored is None else [X, mirrored]
     proba = np.mean([np.asarray(proba_of(view), dtype=np.float64) for view in views], axis=0)
     return proba / proba.sum(axis=1, keepdims=True)  # float32 outputs miss 1 by more than log_loss allows
-
-
-def class_columns(model, X, n_classes):
-    """A scikit-learn classifier's probabilities with one column per class, also had it seen only some classes."""
-    proba = np.zeros((len(X), n_classes))
-    proba[:, model.classes_] = model.predict_proba(X)
-    return proba
 
 
 def scores(y_true, proba):
@@ -59,31 +52,37 @@ def roc_auc(y_true, proba):
     return metrics.roc_auc_score(y_true, proba, multi_class="ovr")
 
 
-def predict_proba(model, X, n_classes, flipped=None):
-    """Probabilities with one column per class, also for a model that saw only some classes.
+def head_proba(head, X, n_classes, mirrored=None):
+    """(len(X), n_classes) probabilities of a fitted scikit-learn head (labels 0..n_classes-1) from its vectors X.
 
-    With `flipped` (the mirror images' features), the average over both: test-time augmentation.
+    One column per class, also for a head that saw only some of them in its fold. With `mirrored` (the
+    mirror images' vectors), averaged with theirs: test-time augmentation.
     """
-    return average_with_mirror(lambda rows: class_columns(model, rows, n_classes), X, flipped)
+    def columns(rows):
+        proba = np.zeros((len(rows), n_classes))
+        proba[:, head.classes_] = head.predict_proba(rows)
+        return proba
+
+    return average_with_mirror(columns, X, mirrored)
 
 
-def fit(model, X, y, groups=None):
-    """A fitted clone of `model`, and the seconds it took; `groups` (one per row) reach estimators that take them."""
+def fit(model, X, y, **metadata):
+    """A fitted clone of `model`, and the seconds it took.
+
+    Of `metadata` (one value per row, such as `groups`, or for the whole fit, such as `curves`), what the
+    estimator's fit asks for reaches it, through a pipeline too: scikit-learn's metadata routing, where an
+    estimator requests them (pipeline.modeling.heads.DenseHead, KernelSVM). None values are left out.
+    """
     start = time.perf_counter()
-    try:
-        fitted = clone(model).fit(X, y, **group_params(model, groups))
-    except ValueError as exc:  # scikit-learn's way of rejecting a setting's value
-        raise PipelineError(f"fitting failed ({exc}): check the settings in params.yaml") from exc
+    with config_context(enable_metadata_routing=True):  # in this thread only, as CV folds fit in threads
+        fitted = clone(model)
+        wanted = get_routing_for_object(fitted).consumes("fit", metadata)
+        try:
+            fitted.fit(X, y, **{name: value for name, value in metadata.items()
+                                if name in wanted and value is not None})
+        except ValueError as exc:  # scikit-learn's way of rejecting a setting's value
+            raise PipelineError(f"fitting failed ({exc}): check the settings in params.yaml") from exc
     return fitted, time.perf_counter() - start
-
-
-def group_params(model, groups):
-    """{"groups": ...} for an estimator whose fit takes them (the dense head stops early on whole
-    images, not on rows that have twins in its fit), routed to the last step of a pipeline."""
-    final = model[-1] if isinstance(model, Pipeline) else model
-    if groups is None or "groups" not in inspect.signature(final.fit).parameters:
-        return {}
-    return {f"{model.steps[-1][0]}__groups" if isinstance(model, Pipeline) else "groups": groups}
 
 
 def grouped_folds(y, n_views, folds, seed, groups=None):
@@ -118,8 +117,8 @@ def cross_validate(model, views, y, n_classes, folds, seed, groups=None, n_jobs=
     splits = list(grouped_folds(y, n_views, folds, seed, groups))
 
     def fold(train, test):
-        fitted, _ = fit(model, rows[train], row_labels[train], row_groups[train])
-        return predict_proba(fitted, rows[test], n_classes)
+        fitted, _ = fit(model, rows[train], row_labels[train], groups=row_groups[train])
+        return head_proba(fitted, rows[test], n_classes)
 
     n_jobs = min(fold_jobs(model) if n_jobs is None else n_jobs, len(splits))
     # Threads share the rows; the cores' BLAS threads are divided between them rather than multiplied.
@@ -148,8 +147,9 @@ def cv_summary(per_fold):
     return {name: {"mean": per_fold[name].mean(), "std": per_fold[name].std(ddof=1)} for name in METRICS}
 
 
-def outcome(proba, scored, classes, split):
-    """(held-out scores, predictions table) for probabilities over the images of `scored`."""
+def scores_and_predictions(proba, scored, classes, split):
+    """(METRICS of `split` as a dict, table of each image's path, labels and probabilities) for `proba`
+    over the images of `scored` (a pipeline.features.store.Features)."""
     classes = np.asarray(classes)
     predictions = pd.DataFrame({
         "path": scored.paths,
@@ -173,14 +173,15 @@ def class_probabilities(proba, scored, classes, fold):
     return pd.concat([known, probability_columns(proba, classes)], axis=1)
 
 
-def evaluate(model, train, heldout, folds, seed, tta=False, groups=None, n_jobs=None):
+def evaluate(model, train, heldout, folds, seed, tta=False, groups=None, n_jobs=None, curves=None):
     """Return (fitted model, metrics dict, predictions, out-of-fold probabilities) for one head.
 
     `train` and `heldout` are pipeline.features.store.Features; `heldout` may be None, and then
     the predictions are CV's out-of-fold ones. Training uses every view (image and copies).
     `groups` (one per training image) keeps copies of an image together, in CV folds and in
     early stopping. The out-of-fold probabilities of every training image are a class_probabilities table.
-    `n_jobs`: as in cross_validate.
+    `n_jobs`: as in cross_validate. `curves` (a pipeline.modeling.live.Folder) gets the learning curves of
+    the final fit, the one whose model is kept, where the model is a Keras one.
     """
     n_classes = len(train.classes)
     views = train.views()
@@ -190,15 +191,15 @@ def evaluate(model, train, heldout, folds, seed, tta=False, groups=None, n_jobs=
     cv_seconds = time.perf_counter() - start
     n_views = views.shape[1]
     fitted, fit_seconds = fit(model, views.reshape(-1, views.shape[-1]), np.repeat(train.y, n_views),
-                              np.repeat(groups, n_views))
+                              groups=np.repeat(groups, n_views), curves=curves)
     result = {"cv": cv_summary(per_fold), "cv_seconds": cv_seconds, "fit_seconds": fit_seconds,
               "training_views": int(views.shape[1])}
     if heldout is None:
-        _, predictions = outcome(out_of_fold, train, train.classes, "cv")  # scores: the CV ones
+        _, predictions = scores_and_predictions(out_of_fold, train, train.classes, "cv")  # scores: the CV ones
     else:
         flipped = heldout.flipped if tta else None
-        proba = predict_proba(fitted, heldout.X, n_classes, flipped)
-        result["heldout"], predictions = outcome(proba, heldout, train.classes, heldout.meta["split"])
+        proba = head_proba(fitted, heldout.X, n_classes, flipped)
+        result["heldout"], predictions = scores_and_predictions(proba, heldout, train.classes, heldout.meta["split"])
         result["tta"] = flipped is not None
     return fitted, to_builtin(result), predictions, class_probabilities(out_of_fold, train, train.classes, fold_of)
 

@@ -14,7 +14,7 @@ class FeaturePass:
     """The backbone as it made a head's training features (`provenance`: the features file's attributes), and
     the head's `layer` (a key of pipeline.modeling.heads.LAYERS)."""
 
-    def __init__(self, provenance, layer="block5"):
+    def __init__(self, provenance, layer=heads.DEFAULT_LAYER):
         self.provenance = provenance
         self.layer = layer
 

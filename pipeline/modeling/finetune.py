@@ -1,21 +1,29 @@
-"""Fine-tuning the top of the backbone (VGG16's block 5) together with a dense head already trained on its features.
+"""Fine-tuning the backbone's top block together with a dense head already trained on its features.
 
-The layers up to the backbone's intermediate one (VGG16's blocks 1-4) stay frozen, so their output
+The layers up to the backbone's intermediate one stay frozen, so their output
 for every image (and augmented copy) is computed once by the features stage; training then runs
 only the top part and the head. The trained layers are shared with a whole-network model, which is
 what gets saved and labels new images. pipeline.features.backbone's registry says where each network is cut.
 """
 import time
+from pathlib import Path
 
+import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.preprocessing import StandardScaler
 
-from pipeline import PipelineError
-from pipeline.features import backbone
-from pipeline.modeling import networks
+from pipeline import PipelineError, paths
+from pipeline.data import catalog, duplicates
+from pipeline.data.images import load_images
+from pipeline.features import backbone, store
+from pipeline.modeling import evaluation, networks
 from pipeline.modeling.evaluation import average_with_mirror
 from pipeline.modeling.heads import DenseHead
+from pipeline.modeling.saved_model import SavedModel
 from pipeline.quiet_keras import keras
+
+# FineTuner's parameters that come from the dense head and the features, not from params.yaml.
+FIXED = ("head", "weights", "input_size", "pooling", "expected_sha256", "random_state", "backbone")
 
 
 def head_layers(head):
@@ -24,10 +32,10 @@ def head_layers(head):
     if not isinstance(dense, DenseHead):
         raise PipelineError(f"fine-tuning needs a head of type dense, not {type(dense).__name__}")
     if any(isinstance(scaler, StandardScaler) for _, scaler in scalers):
-        # Measured on mri-alzheimer: the loss went from 0.007 to 1e6 in two epochs, then NaN.
+        # As seen on mri-alzheimer (benchmarks/results.md, figures behind the code).
         raise PipelineError(
             "fine-tuning needs a dense head with scale: l2 or none; standardising blows up the "
-            "features that barely varied in training as soon as block 5 changes, and training diverges"
+            "features that barely varied in training as soon as the top block changes, and training diverges"
         )
     return [keras.layers.UnitNormalization() for _ in scalers] + [dense.model_]
 
@@ -76,21 +84,22 @@ class FineTuner(ClassifierMixin, BaseEstimator):
         self.cached_ = keras.Model(top_part.input, head(top_part.output), name="top_and_head")
         return self
 
-    def fit(self, views, y, validation):
-        """`views`: (images, views, *intermediate shape); `validation`: (intermediate output, labels), to stop early."""
+    def fit(self, views, y, validation, curves=None):
+        """`views`: (images, views, *intermediate shape); `validation`: (intermediate output, labels), to stop early;
+        `curves`: a pipeline.modeling.live.Folder for the learning curves."""
         self.classes_ = self.head.classes_
         weights = networks.class_weights(self.class_weight, self.classes_, y)  # before the backbone loads
         self.build()
         networks.compile_classifier(self.cached_, len(self.classes_),
-                         keras.optimizers.SGD(self.learning_rate, momentum=self.momentum))
+                                    keras.optimizers.SGD(self.learning_rate, momentum=self.momentum))
         data = networks.RandomViews(views, y, self.batch_size, self.random_state)
         self.history_ = networks.train(self.cached_, data, validation, self.epochs, self.patience, log=True,
-                                       class_weight=weights)
+                                       class_weight=weights, curves=curves)
         return self
 
     def predict_proba(self, intermediate, flipped=None):
         """Probabilities from the intermediate output; with `flipped` (the mirror images'), their average."""
-        return average_with_mirror(lambda views: networks.proba(self.cached_, views), intermediate, flipped)
+        return average_with_mirror(lambda views: networks.keras_proba(self.cached_, views), intermediate, flipped)
 
 
 def seconds_per_image(model, inputs, labels, n_classes, repeats=2):
@@ -109,3 +118,63 @@ def speedup(tuner, images, intermediate, labels):
     full = seconds_per_image(tuner.model_, backbone.preprocess(images, tuner.backbone), labels, n_classes)
     cached = seconds_per_image(tuner.cached_, intermediate, labels, n_classes)
     return {"full_seconds_per_image": full, "cached_seconds_per_image": cached, "speedup": full / cached}
+
+
+def fine_tune(head_name, settings, data_dir, seed, tta, curves=None):
+    """Fine-tune the backbone's top block with the trained dense head `head_name`, on the cached features.
+
+    `settings`: the row's FineTuner settings. Returns (the SavedModel, which takes images, its metrics,
+    its held-out predictions); scored on the held-out split with the mirror images averaged in if `tta`.
+    `curves`: a pipeline.modeling.live.Folder for the learning curves.
+    """
+    head = SavedModel.load(paths.model_file(head_name))
+    train = store.read(paths.features_file("train"), backbone.INTERMEDIATE)
+    heldout_file = store.heldout_file()
+    if heldout_file is None:
+        raise PipelineError("fine-tuning is scored on a test or validation split and there is none: "
+                            "set data.split.test above 0, or finetune: {} in params.yaml")
+    heldout = store.read(heldout_file, backbone.INTERMEDIATE)
+    meta = train.meta
+    tuner = FineTuner(head.model, meta["weights"], int(meta["input_size"]), meta["pooling"],
+                      expected_sha256=meta["weights_sha256"], random_state=seed,
+                      backbone=meta.get("backbone", backbone.DEFAULT), **settings)
+    start = time.perf_counter()
+    fit, validation = stopping_data(train, head.model[-1])
+    tuner.fit(train.views()[fit], train.y[fit], validation, curves=curves)
+    seconds = time.perf_counter() - start
+    tta = tta and heldout.flipped is not None
+    proba = tuner.predict_proba(heldout.X, heldout.flipped if tta else None)
+    scores, predictions = evaluation.scores_and_predictions(proba, heldout, train.classes, heldout.meta["split"])
+    sample = slice(0, tuner.batch_size)
+    images = load_images([Path(data_dir) / p for p in train.paths[sample]], tuner.input_size)
+    metrics = {
+        "type": "finetune",
+        "approach": f"fine-tuned {tuner.backbone} from {backbone.get(tuner.backbone).tuned_from} + {head_name}",
+        "heldout": scores, "fit_seconds": seconds, "epochs": len(tuner.history_["loss"]), "tta": tta,
+        "training_views": int(train.views().shape[1]),
+        **speedup(tuner, images, train.X[sample], train.y[sample]),
+    }
+    model = SavedModel(taking_images(tuner.model_, tuner.backbone), train.classes, tuner.input_size, tta=tta)
+    return model, evaluation.to_builtin(metrics), predictions
+
+
+def stopping_data(train, dense):
+    """(training images to fit on, (intermediate output, labels) to stop early on).
+
+    The validation split when there is one besides the reported split. Else the training images
+    the dense head itself stopped on (whole images, copies together): they were left out of the
+    head's fit and are left out of this one, so the stopping images are unseen by both.
+    """
+    split = catalog.separate_validation_split(s for s in catalog.SPLITS if paths.features_file(s).exists())
+    if split:
+        stop = store.read(paths.features_file(split), backbone.INTERMEDIATE)
+        return slice(None), (stop.X, stop.y)
+    groups = duplicates.image_groups(train.paths, duplicates.read(paths.DUPLICATES))
+    held = np.isin(groups, dense.stopping_groups_)
+    return ~held, (train.X[held], train.y[held])
+
+
+def taking_images(tuned, name=backbone.DEFAULT):
+    """The fine-tuned network as a model of RGB images in 0-255, the backbone's own preprocessing its first layers."""
+    images = keras.Input(tuned.input_shape[1:], name="images")
+    return keras.Model(images, tuned(backbone.preprocessing_function(name)(images)), name=f"{name}_finetuned")

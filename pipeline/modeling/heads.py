@@ -2,9 +2,11 @@
 
 A head in params.yaml is a name mapped to its `type`, an optional `scale`
 (standard, l2 or none, applied inside the pipeline so each CV fold fits its own), an
-optional `layer` (which cached VGG16 output it reads) and the estimator's own settings.
+optional `layer` (which cached backbone output it reads) and the estimator's own settings.
 Adding a type is one class and one HEADS entry.
 """
+from dataclasses import replace
+
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import LogisticRegression
@@ -15,6 +17,8 @@ from sklearn.utils.validation import check_consistent_length, check_is_fitted, c
 
 from pipeline import PipelineError
 from pipeline.config import check_settings
+from pipeline.features import store
+from pipeline.features.backbone import INTERMEDIATE
 from pipeline.modeling.kernel_svm import KernelSVM
 
 
@@ -27,6 +31,7 @@ class DenseHead(ClassifierMixin, BaseEstimator):
     """
 
     parallel_folds = False  # it seeds Keras's global random state: CV folds fit one at a time (evaluation.fold_jobs)
+    __metadata_request__fit = {"groups": True, "curves": True}  # routed to fit by scikit-learn (evaluation.fit)
 
     def __init__(self, units=256, dropout=0.5, learning_rate=1e-3, epochs=100, batch_size=32,
                  patience=5, validation_fraction=0.15, class_weight=None, random_state=0):
@@ -40,12 +45,13 @@ class DenseHead(ClassifierMixin, BaseEstimator):
         self.class_weight = class_weight
         self.random_state = random_state
 
-    def fit(self, X, y, groups=None):
+    def fit(self, X, y, groups=None, curves=None):
         """Fit on the rows of X; early stopping watches `validation_fraction` of the groups.
 
         `groups` labels each row's image (its augmented copies and duplicates share the label),
         so no image is both trained on and watched; None makes each row its own group. The
         watched groups are kept in `stopping_groups_`, for later stages to leave out too.
+        `curves`: a pipeline.modeling.live.Folder for the learning curves (networks.train).
         """
         from pipeline.modeling import networks  # Keras loads with the first dense head, not with this module
         from pipeline.quiet_keras import keras
@@ -71,7 +77,7 @@ class DenseHead(ClassifierMixin, BaseEstimator):
         ]), n_classes, keras.optimizers.Adam(self.learning_rate))
         self.history_ = networks.train(
             self.model_, (X[fit], y_index[fit]), (X[stop], y_index[stop]),
-            self.epochs, self.patience, self.batch_size, class_weight=weights,
+            self.epochs, self.patience, self.batch_size, class_weight=weights, curves=curves,
         )
         return self
 
@@ -80,7 +86,7 @@ class DenseHead(ClassifierMixin, BaseEstimator):
 
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=np.float64)
-        return networks.proba(networks.float64_copy(self.model_), X, dtype=np.float64)
+        return networks.keras_proba(networks.float64_copy(self.model_), X, dtype=np.float64)
 
     def predict(self, X):
         proba = self.predict_proba(X)  # first: it checks that the head is fitted
@@ -97,16 +103,17 @@ HEADS = {
 SCALERS = {"standard": StandardScaler, "l2": Normalizer, "none": None}
 # layer -> (array in the features files, how it becomes one vector per image)
 LAYERS = {
-    "block5": ("features", None),  # the backbone's pooled output (backbone.pooling)
-    # Block 4's output averaged over positions: mid-level features, which did better in CV
-    # where the images are far from ImageNet's photos (mri-alzheimer).
-    "block4": ("block4_pool", lambda maps: maps.mean(axis=(-3, -2))),
+    "pooled": ("features", None),  # the backbone's last feature map, pooled (backbone.pooling)
+    # The intermediate layer's output (pipeline.features.backbone) averaged over positions: mid-level
+    # features, more general than the last layer's, which can serve images far from ImageNet's photos better.
+    "intermediate": (INTERMEDIATE, lambda maps: maps.mean(axis=(-3, -2))),
 }
+DEFAULT_LAYER = "pooled"
 
 
 def layer_of(spec):
-    """The `layer` a head reads: block5 unless params.yaml says otherwise."""
-    return spec.get("layer", "block5") if isinstance(spec, dict) else "block5"
+    """The `layer` a head reads: DEFAULT_LAYER unless params.yaml says otherwise."""
+    return spec.get("layer", DEFAULT_LAYER) if isinstance(spec, dict) else DEFAULT_LAYER
 
 
 def vectors(arrays, layer):
@@ -115,13 +122,21 @@ def vectors(arrays, layer):
     return arrays if reduce is None or arrays is None else reduce(arrays)
 
 
+def read_vectors(path, layer):
+    """A split's features file (pipeline.features.store.Features) as a head of `layer` reads it: one vector per
+    image and view."""
+    cached = store.read(path, LAYERS[layer][0])
+    return replace(cached, X=vectors(cached.X, layer), augmented=vectors(cached.augmented, layer),
+                   flipped=vectors(cached.flipped, layer))
+
+
 def make_head(name, spec, seed=0):
     """The scikit-learn pipeline (scaler, estimator) that params.yaml's heads.<name> describes."""
     where = f"params.yaml: heads.{name}"
     if not isinstance(spec, dict) or "type" not in spec:
         raise PipelineError(f"{where} needs a type: one of {', '.join(HEADS)}")
     settings = dict(spec)
-    kind, scale, layer = settings.pop("type"), settings.pop("scale", "standard"), settings.pop("layer", "block5")
+    kind, scale, layer = settings.pop("type"), settings.pop("scale", "standard"), settings.pop("layer", DEFAULT_LAYER)
     if layer not in LAYERS:
         raise PipelineError(f"{where}: unknown layer {layer!r}; use one of {', '.join(LAYERS)}")
     if kind not in HEADS:

@@ -1,14 +1,15 @@
 """The SVM heads: scikit-learn's SVC on one precomputed kernel matrix, with Platt-scaled probabilities.
 
 SVC inside CalibratedClassifierCV, the formulation this replaces, made six libsvm fits per CV fold,
-each computing 8,192-long dot products one pair of rows at a time, on one core: 17 minutes for a
-linear SVM on 4,000 images. Here the kernel is one BLAS product per fit, which every libsvm fit reads.
+each computing the long feature vectors' dot products one pair of rows at a time, on one core, too slow
+for a few thousand images (README, Speed). Here the kernel is one BLAS product per fit, which every
+libsvm fit reads.
 """
 import numpy as np
 from scipy.optimize import minimize
 from scipy.special import expit
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.model_selection import StratifiedKFold
+from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.svm import SVC
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
@@ -27,13 +28,16 @@ class KernelSVM(ClassifierMixin, BaseEstimator):
     (five calibration folds and the final one) read it instead of each computing 8,192-long dot
     products one at a time. Calibration folds hold whole groups (`groups` in fit: an image's
     augmented copies and duplicates), so a sigmoid is never fitted on a decision about a twin
-    of a row the SVC trained on. Keeps the final SVC's support vectors for prediction.
+    of a row the SVC trained on. Keeps the final SVC's support vectors for prediction. Its fit asks
+    for `groups` through scikit-learn's metadata routing (pipeline.modeling.evaluation.fit passes them).
 
     `class_weight` ('balanced', {label: weight}, or None) weights the classes in the SVC's fits
     and in the sigmoids' too: an unweighted sigmoid would move the threshold back to where the
     class frequencies put it, undoing what the weights did (CalibratedClassifierCV(SVC(class_weight=...))
     did just that).
     """
+
+    __metadata_request__fit = {"groups": True}
 
     def __init__(self, kernel="rbf", C=1.0, gamma="scale", class_weight=None, tol=1e-3,
                  calibration_folds=5, random_state=0):
@@ -134,18 +138,14 @@ class KernelSVM(ClassifierMixin, BaseEstimator):
 
 
 def group_folds(y, groups, folds, seed):
-    """Yield (train rows, test rows) of stratified k-fold CV over whole groups (a group's class: its first row's).
+    """(train rows, test rows) of scikit-learn's StratifiedGroupKFold: whole groups, the classes' shares kept.
 
     Fewer folds where a class has fewer than `folds` groups, so that every class is on both sides.
     """
-    _, first_rows, group_of_row = np.unique(groups, return_index=True, return_inverse=True)
-    group_class = y[first_rows]
-    folds = min(folds, np.bincount(group_class, minlength=y.max() + 1).min())
+    folds = min(folds, *(len(np.unique(groups[y == label])) for label in np.unique(y)))
     if folds < 2:
         raise ValueError("KernelSVM needs two images of each class or more, to calibrate its probabilities")
-    for _, test_groups in StratifiedKFold(folds, shuffle=True, random_state=seed).split(first_rows, group_class):
-        test = np.isin(group_of_row, test_groups)
-        yield np.flatnonzero(~test), np.flatnonzero(test)
+    return StratifiedGroupKFold(folds, shuffle=True, random_state=seed).split(y, y, groups)
 
 
 def platt_sigmoid(decisions, positive, weights=None):

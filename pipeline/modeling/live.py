@@ -1,23 +1,19 @@
 """Learning curves in DVCLive's layout, which `dvc plots show`, `dvc exp show` and DVC's VS Code extension read.
 
-A stage opens `logging_to(directory(row))` around its training; every Keras fit inside it
-(pipeline.modeling.networks.train) then logs there while it runs, as DVCLive's Keras callback would:
-`plots/metrics/train/loss.tsv`, `plots/metrics/eval/loss.tsv` (the early-stopping data), the same for accuracy,
-one row per epoch (`step`: the epoch, from 0), and `metrics.json`. Each fit starts the directory afresh, so after a
-head's CV folds and its final fit, in that order, only the final fit's curves remain.
+A stage hands its Keras fits a Folder (`curves=` of their fit); each fit
+(pipeline.modeling.networks.train) then logs there through DVCLive's public Live while it runs, as DVCLive's
+Keras callback would: `plots/metrics/train/loss.tsv`, `plots/metrics/eval/loss.tsv` (the early-stopping data),
+the same for accuracy, one row per epoch (`step`: the epoch, from 0), and `metrics.json`. Each fit opens a new
+Live, which empties the folder's curves first, so a folder that saw several fits keeps only the last one's.
 Nothing here loads TensorFlow or Keras.
 """
-import contextlib
-import functools
-import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from pipeline import paths
-
-_logging_to = None  # (directory, dvc.yaml for DVCLive to write or None) while a stage's block is open
+from pipeline import PipelineError, paths
 
 
 def directory(row):
@@ -30,28 +26,27 @@ def own_dvcyaml(row):
     return paths.RESULTS / row / "dvc.yaml"
 
 
-@contextlib.contextmanager
-def logging_to(path, dvcyaml=None):
-    """Keras fits in the block log to `path`, emptied first: a row that trains no Keras model any more keeps none.
+@dataclass(frozen=True)
+class Folder:
+    """Where a row's Keras fits log their curves, and the dvc.yaml (beside it) naming them for DVC, if any.
 
-    `dvcyaml`: a dvc.yaml (beside `path`) where DVCLive names its plots and metrics, for a stage that cannot
-    declare them in the project's dvc.yaml (train@, one stage for every head type, only dense heads have
-    curves, and DVC fails a stage whose declared output is missing); it goes with the curves.
+    `dvcyaml` is for a stage that cannot declare the curves in the project's dvc.yaml (train@: one stage for
+    every head type, only dense heads have curves, and DVC fails a stage whose declared output is missing).
     """
-    global _logging_to
+    path: Path
+    dvcyaml: Path | None = None
+
+    def open(self):
+        """One fit's Curves: its Live empties the folder's curves, so each fit starts them afresh."""
+        return Curves(self.path, self.dvcyaml)
+
+
+def emptied(path, dvcyaml=None):
+    """A Folder at `path`, emptied of any earlier run's curves: a row that trains no Keras model any more keeps none."""
     shutil.rmtree(path, ignore_errors=True)
     if dvcyaml is not None:
         Path(dvcyaml).unlink(missing_ok=True)
-    _logging_to = (Path(path), dvcyaml)
-    try:
-        yield
-    finally:
-        _logging_to = None
-
-
-def start():
-    """A Curves for the fit about to run, or None outside a logging_to block."""
-    return None if _logging_to is None else Curves(*_logging_to)
+    return Folder(Path(path), dvcyaml)
 
 
 class Curves:
@@ -60,7 +55,14 @@ class Curves:
     def __init__(self, path, dvcyaml=None):
         # No experiment of its own (the stage's `dvc exp run` makes it) and no dvc.yaml unless asked:
         # the project's dvc.yaml declares these files.
-        self.live = live_class()(str(path), save_dvc_exp=False, dvcyaml=None if dvcyaml is None else str(dvcyaml))
+        from dvclive import Live
+        from scmrepo.exceptions import SCMError
+
+        try:
+            self.live = Live(str(path), save_dvc_exp=False, dvcyaml=None if dvcyaml is None else str(dvcyaml))
+        except SCMError as error:  # DVCLive reads the commit it logs against, and a new repository has none
+            raise PipelineError(f"DVCLive cannot log learning curves here ({error}): "
+                                "commit once (git commit), then run again") from error
         self.epochs = []
 
     def epoch_end(self, logs):
@@ -81,25 +83,6 @@ class Curves:
                 self.live.log_metric(name, value, plot=False)
             self.live.summary["step"] = kept_epoch
         self.live.end()
-
-
-@functools.cache
-def live_class():
-    """dvclive.Live, looking for the DVC project only inside `dvc exp run`, where it adds its files to git.
-
-    Elsewhere nothing needs it, and DVCLive 3.49's look would `dvc init` an enclosing git repository that is no
-    DVC project, fail in a git repository without a commit, and open the project at every fit.
-    """
-    from dvclive import Live, env
-
-    class LiveInExperiments(Live):
-        def _init_dvc(self):
-            if os.getenv(env.DVC_EXP_BASELINE_REV):  # set by `dvc exp run` for its stages
-                super()._init_dvc()
-            else:
-                self._dvc_file = self._init_dvc_file()  # all the rest of _init_dvc sets up
-
-    return LiveInExperiments
 
 
 def read_curves(path):

@@ -1,12 +1,12 @@
 """What every Keras classifier here shares: its output layer, loss, early stopping and probabilities."""
 import math
+import warnings
 
 import numpy as np
-from sklearn.model_selection import train_test_split
+from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.utils.class_weight import compute_class_weight
 
 from pipeline import PipelineError
-from pipeline.modeling import live
 from pipeline.quiet_keras import keras
 
 LR_DROP = 0.3  # train's learning-rate cut on a plateau of the validation loss
@@ -45,11 +45,11 @@ def class_weights(setting, classes, y):
 
 
 def train(model, data, validation, epochs, patience, batch_size=None, log=False, class_weight=None,
-          lr_patience=None):
+          lr_patience=None, curves=None):
     """Fit with early stopping on validation loss, keeping the best epoch; returns the history.
 
-    `log` prints one line per epoch, for the long trainings (fine-tuning, the scratch CNN). Inside a
-    pipeline.modeling.live.logging_to block the curves also go to DVCLive's files as the epochs end.
+    `log` prints one line per epoch, for the long trainings (fine-tuning, the scratch CNN). With `curves`
+    (a pipeline.modeling.live.Folder) the curves also go to DVCLive's files there as the epochs end.
     `class_weight` ({class index: weight}, as class_weights gives) weights the training rows and the
     validation loss alike, so that early stopping watches the loss being minimised. `lr_patience`
     epochs without a better validation loss cut the learning rate to LR_DROP times itself.
@@ -62,8 +62,8 @@ def train(model, data, validation, epochs, patience, batch_size=None, log=False,
     callbacks = [stopping]
     if lr_patience:
         callbacks.append(keras.callbacks.ReduceLROnPlateau(factor=LR_DROP, patience=lr_patience, min_lr=1e-5))
-    curves = live.start()  # inside a stage's live.logging_to block: DVCLive's files, epoch by epoch
     if curves is not None:
+        curves = curves.open()
         callbacks.append(keras.callbacks.LambdaCallback(
             on_epoch_end=lambda epoch, logs: curves.epoch_end(logs),
             # The weights early stopping restores are the best epoch's (or the last, if none was watched).
@@ -82,9 +82,10 @@ def train(model, data, validation, epochs, patience, batch_size=None, log=False,
 def float64_copy(model):
     """The model computing in float64, with its trained weights: each row's output then ignores its neighbours.
 
-    In float32 it need not: on a CPU without AVX-512 (seen here) the matrix kernels sum a batch's last rows
-    in another order, so reordering the rows moved a dense head's probabilities by 6e-8, past scikit-learn's
-    1e-7 for "predictions do not depend on row order". Float64's rounding is a billion times smaller.
+    In float32 it need not: on a CPU without AVX-512 the matrix kernels sum a batch's last rows in another
+    order, so reordering the rows moved a dense head's probabilities past scikit-learn's tolerance for
+    "predictions do not depend on row order" (benchmarks/results.md, figures behind the code); float64's
+    rounding stays far below it.
     """
     copy = keras.models.clone_model(model, clone_function=lambda layer: layer.__class__.from_config(
         {**layer.get_config(), "dtype": "float64"}))
@@ -92,8 +93,8 @@ def float64_copy(model):
     return copy
 
 
-def proba(model, X, dtype=np.float32):
-    """(n, n_classes) float64 probabilities that sum to 1, also from a single sigmoid unit."""
+def keras_proba(model, X, dtype=np.float32):
+    """(len(X), n_classes) float64 probabilities that sum to 1 from a Keras classifier, also of one sigmoid unit."""
     X = np.asarray(X, dtype=dtype)
     # Called batch by batch: model.predict builds a tf.data pipeline per call, which costs more
     # than a small head's whole prediction.
@@ -109,22 +110,20 @@ def set_aside_stopping_rows(y, groups, fraction, seed):
 
     `groups` labels each row's image: an image's augmented copies, or duplicate images, share
     one, so that early stopping never watches a twin of a row it trains on; None makes every row
-    its own group. About `fraction` of the groups stop early, stratified by class where every
-    class has two groups and both sides can hold one of each. A group's class is that of its
-    first row (a duplicate filed under two classes counts once, under the first).
+    its own group. The stopping rows are one fold of scikit-learn's StratifiedGroupKFold with
+    round(1 / fraction) folds, so `fraction` (above 0, at most 0.5) is their share rounded to
+    one over a whole number, and the classes keep their shares as far as whole groups allow.
     """
+    if not 0 < fraction <= 0.5:
+        raise ValueError(f"validation_fraction must be above 0 and at most 0.5, not {fraction!r}")
     y = np.asarray(y)
     groups = np.arange(len(y)) if groups is None else np.asarray(groups)
-    _, first_rows, group_of_row = np.unique(groups, return_index=True, return_inverse=True)
-    group_class = y[first_rows]
-    n_groups, n_classes = len(first_rows), len(np.unique(group_class))
-    n_stop = math.ceil(fraction * n_groups)  # as train_test_split rounds
-    stratifiable = (np.unique(group_class, return_counts=True)[1].min() >= 2
-                    and min(n_stop, n_groups - n_stop) >= n_classes)
-    _, stop_groups = train_test_split(np.arange(n_groups), test_size=fraction, random_state=seed,
-                                      stratify=group_class if stratifiable else None)
-    stops = np.isin(group_of_row, stop_groups)
-    return np.flatnonzero(~stops), np.flatnonzero(stops)
+    # Fewer folds, and so a larger stopping share, where there are too few images (or of every class) to fill them.
+    folds = max(2, min(round(1 / fraction), len(np.unique(groups)), np.unique(y, return_counts=True)[1].max()))
+    splitter = StratifiedGroupKFold(folds, shuffle=True, random_state=seed)
+    with warnings.catch_warnings():  # a class with fewer groups than folds is still split, just less evenly
+        warnings.filterwarnings("ignore", "The least populated class", UserWarning)
+        return next(splitter.split(y, y, groups))
 
 
 class RandomViews(keras.utils.PyDataset):

@@ -1,14 +1,14 @@
 """The one kind of model file: what every training stage saves and `predict` loads, image files in, probabilities out.
 
-A SavedModel is either a Keras model of images (the fine-tuned VGG16, the scratch CNN), whose
+A SavedModel is either a Keras model of images (the fine-tuned backbone, the scratch CNN), whose
 preprocessing is inside it so that it takes RGB images in 0-255, or a head: a scikit-learn classifier of
-one VGG16 output, which it recomputes with the VGG16 its training features came from.
+one backbone output, which it recomputes with the backbone its training features came from.
 
 Loading a model unpickles it, and unpickling runs code, so `SavedModel.load` reads only files this pipeline wrote,
 and checks them before unpickling anything:
 
     pipeline-model\\n                            MAGIC
-    {"format": 1, "payload_sha256": ..., ...}\\n   one line of JSON: the header
+    {"format": 2, "payload_sha256": ..., ...}\\n   one line of JSON: the header
     payload                                     joblib's pickle of the SavedModel, payload_bytes long
 
 The sha256 catches a file that is not a model, a truncated copy, or a payload changed after it was written.
@@ -26,11 +26,11 @@ import numpy as np
 from pipeline import PipelineError
 from pipeline.data.images import load_image
 from pipeline.files import atomic_path
-from pipeline.modeling.evaluation import average_with_mirror, class_columns
+from pipeline.modeling.evaluation import average_with_mirror, head_proba
 
 MAGIC = b"pipeline-model\n"
 # Bump when a SavedModel's attributes or the classes it pickles change: older files are then refused, not misread.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 HEADER_LIMIT = 64 * 1024  # a header takes a few hundred bytes; a longer first line is not one
 RETRAIN = "retrain it with `dvc repro`"
 
@@ -44,7 +44,7 @@ class SavedModel:
     input_size: pixels per side that images are resized to.
     tta: average each image's probabilities with its mirror image's, as its held-out score did.
     preprocessing: None for a Keras model of images; for a head, the pipeline.modeling.feature_pass.FeaturePass
-        that turns image files into the vectors it reads (the VGG16 its training features came from).
+        that turns image files into the vectors it reads (the backbone its training features came from).
     """
 
     def __init__(self, model, classes, input_size, tta=False, preprocessing=None):
@@ -61,27 +61,28 @@ class SavedModel:
     def predict_proba(self, files, batch_size=32, weights=None, passes=None):
         """(len(files), classes) probabilities of image files.
 
-        For a head: `weights` is the VGG16 weights file when not the one recorded at training, and
-        `passes` a dict kept between models on the same files, so that heads on one VGG16 share its pass.
+        For a head: `weights` is the backbone's weights file when not the one recorded at training, and
+        `passes` a dict kept between models on the same files, so that heads on one backbone share its pass.
         """
         files = list(files)
         if self.preprocessing is None:
             return np.concatenate([
-                self.proba(np.stack([load_image(f, self.input_size) for f in files[start:start + batch_size]]))
+                self.predict_proba_arrays(np.stack([load_image(f, self.input_size)
+                                                    for f in files[start:start + batch_size]]))
                 for start in range(0, len(files), batch_size)])
-        return self.proba(*self.preprocessing(files, self.tta, weights, batch_size, passes))
+        return self.predict_proba_arrays(*self.preprocessing(files, self.tta, weights, batch_size, passes))
 
-    def proba(self, inputs, mirrored=None):
-        """Probabilities from the model's own inputs: images (0-255; their mirror images are made here), or a
-        head's feature vectors (with `mirrored`, the mirror images' vectors, when it uses TTA)."""
+    def predict_proba_arrays(self, inputs, mirrored=None):
+        """(len(inputs), classes) probabilities of the arrays the model reads: images (0-255; their mirror
+        images are made here), or a head's feature vectors (with `mirrored`, the mirror images' vectors, when
+        it uses TTA)."""
         if self.preprocessing is None:
             from pipeline.data import augment
             from pipeline.modeling import networks
 
-            return average_with_mirror(lambda images: networks.proba(self.model, images), inputs,
+            return average_with_mirror(lambda images: networks.keras_proba(self.model, images), inputs,
                                        augment.mirror(inputs) if self.tta else None)
-        return average_with_mirror(lambda vectors: class_columns(self.model, vectors, len(self.classes)), inputs,
-                                   mirrored if self.tta else None)
+        return head_proba(self.model, inputs, len(self.classes), mirrored if self.tta else None)
 
     def header(self):
         """What the file says about itself before its payload (readable with `head -2`)."""
@@ -171,7 +172,7 @@ FOREIGN = (
 
 
 def average_proba(models, files, batch_size=32, weights=None):
-    """The models' probabilities of `files` averaged (the ensemble); heads on one VGG16 share its pass."""
+    """The models' probabilities of `files` averaged (the ensemble); heads on one backbone share its pass."""
     if any(model.classes != models[0].classes for model in models):
         raise PipelineError("the models were trained on different classes: average only models of one run")
     passes = {}

@@ -1,10 +1,15 @@
 """The baseline: a small CNN trained from scratch on the images, with augmentation."""
+import time
+
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from pipeline import PipelineError
-from pipeline.data import augment
-from pipeline.modeling import networks
+from pipeline.data import augment, catalog
+from pipeline.data.images import load_images
+from pipeline.features.store import Features
+from pipeline.modeling import evaluation, networks
+from pipeline.modeling.saved_model import SavedModel
 from pipeline.quiet_keras import keras
 
 # Keras's name for computing in bfloat16 with float32 weights (the output layer stays float32).
@@ -12,7 +17,7 @@ DTYPE_POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16"}
 OPTIMIZERS = {"adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop}
 # Batch normalisation's moving statistics follow the batches ten times faster than Keras's default
 # 0.99: with 0.99 and a few hundred steps they lagged the weights, and every validation image got
-# the same class for the first four epochs on cats-dogs-small (benchmarks/results.md).
+# the same class for the first epochs on cats-dogs-small (benchmarks/results.md, run 4).
 BN_MOMENTUM = 0.9
 
 
@@ -30,10 +35,9 @@ def compact_network(dtype):
     """A stride-2 stem, then 3x3 convolutions of 32, 64, 128, 256 filters with batch norm, max pooling between,
     global average pooling and dropout 0.3.
 
-    The stem halves the image before the first full-size convolution, so an epoch costs about 1.5 times
-    the tutorial's (benchmarks/scratch_speed.py); batch norm lets Adam learn at 1e-3; averaging the last
-    map instead of a dense layer on its flattened pixels keeps the network at a third of the tutorial's
-    weights.
+    The stem halves the image before the first full-size convolution, which keeps an epoch's cost near
+    the tutorial's (README, Speed); batch norm lets Adam learn at 1e-3; averaging the last map instead of
+    a dense layer on its flattened pixels keeps the network smaller than the tutorial's.
     """
     def conv(filters, strides=1):
         return [keras.layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False, dtype=dtype),
@@ -45,6 +49,8 @@ def compact_network(dtype):
                                  keras.layers.Dropout(0.3, dtype=dtype)]
 
 
+# ScratchCNN's parameters that come from params.yaml's augment:, backbone: and evaluate:, not from the row.
+FIXED = ("augmentation", "precision", "random_state")
 # name: (layers, the smallest input_size whose last map keeps a pixel)
 NETWORKS = {"compact": (compact_network, 16), "tutorial": (tutorial_network, 22)}
 
@@ -56,8 +62,8 @@ class ScratchCNN(ClassifierMixin, BaseEstimator):
     batches only (Keras skips them at inference); early stopping watches images it does not train
     on. `optimizer` 'adam' or 'rmsprop' at `learning_rate` (the tutorial trains with RMSprop at 1e-3
     in batches of 16), cut to 0.3x after `lr_patience` epochs without a better validation loss (0: never).
-    `precision` 'bf16' computes in bfloat16 with float32 weights, about twice as fast on CPUs with
-    bfloat16 instructions. `class_weight` 'balanced' weights each class by
+    `precision` 'bf16' computes in bfloat16 with float32 weights, faster on CPUs with
+    bfloat16 instructions (README, Speed). `class_weight` 'balanced' weights each class by
     n_images / (n_classes * its images) (networks.class_weights).
     """
 
@@ -96,8 +102,9 @@ class ScratchCNN(ClassifierMixin, BaseEstimator):
         if input_size < smallest:
             raise PipelineError(f"the {self.network} scratch CNN needs input_size {smallest} or more, not {input_size}")
 
-    def fit(self, X, y, validation=None):
-        """X: (images, size, size, 3) in 0-255; validation: (X, y) for early stopping, else a slice of X."""
+    def fit(self, X, y, validation=None, curves=None):
+        """X: (images, size, size, 3) in 0-255; validation: (X, y) for early stopping, else a slice of X;
+        curves: a pipeline.modeling.live.Folder for the learning curves."""
         self._check(X.shape[1])
         self.classes_, y_index = np.unique(y, return_inverse=True)
         keras.utils.set_random_seed(self.random_state)
@@ -113,8 +120,53 @@ class ScratchCNN(ClassifierMixin, BaseEstimator):
                                                   OPTIMIZERS[self.optimizer](self.learning_rate))
         self.history_ = networks.train(self.model_, (X, y_index), validation, self.epochs,
                                        self.patience, self.batch_size, log=True, class_weight=weights,
-                                       lr_patience=self.lr_patience)
+                                       lr_patience=self.lr_patience, curves=curves)
         return self
 
     def predict_proba(self, X):
-        return networks.proba(self.model_, X)
+        return networks.keras_proba(self.model_, X)
+
+
+def train_and_score(cnn, manifest, data_dir, input_size, tta, curves=None):
+    """Train `cnn` on the training images of `manifest` at `input_size` px, and score it on the held-out split.
+
+    Early stopping watches the validation split when there is one besides the held-out split, else a
+    part of the training images (ScratchCNN.fit). The score is the saved network's, as predict runs it,
+    with the mirror images averaged in if `tta`. `curves`: a pipeline.modeling.live.Folder for the
+    learning curves. Returns (the SavedModel, its metrics, its predictions).
+    """
+    classes = catalog.class_names(manifest)
+    heldout_split = catalog.heldout_split(manifest["split"])
+    if heldout_split is None:
+        raise PipelineError("the scratch CNN is scored on a test or validation split and there is none: "
+                            "set data.split.test above 0, or scratch: {} in params.yaml")
+
+    def split_images(split):
+        rows = manifest[manifest["split"] == split]
+        return Features(X=load_images(catalog.split_files(manifest, split, data_dir), input_size),
+                        y=np.array([classes.index(c) for c in rows["label"]]),
+                        paths=list(rows["path"]), classes=classes, meta={"split": split})
+
+    train, heldout = split_images("train"), split_images(heldout_split)
+    stop_split = catalog.separate_validation_split(manifest["split"])
+    stop = split_images(stop_split) if stop_split else None
+    start = time.perf_counter()
+    cnn.fit(train.X, train.y, validation=stop and (stop.X, stop.y), curves=curves)
+    seconds = time.perf_counter() - start
+    model = SavedModel(without_augmentation(cnn.model_, cnn.augmentation), classes, input_size, tta=tta)
+    scores, predictions = evaluation.scores_and_predictions(model.predict_proba_arrays(heldout.X), heldout, classes,
+                                                            heldout_split)
+    metrics = {"type": "scratch", "approach": "small CNN from scratch", "heldout": scores,
+               "fit_seconds": seconds, "epochs": len(cnn.history_["loss"]), "tta": tta,
+               "input_size": input_size, "precision": cnn.precision}
+    return model, evaluation.to_builtin(metrics), predictions
+
+
+def without_augmentation(cnn, augmentation):
+    """The trained CNN without its random augmentation layers, which leave images as they are at inference.
+
+    That is the model predict loads: it holds only Keras's own layers, so loading it needs no augment.RandomAffine.
+    """
+    random = tuple(type(layer) for layer in augment.model_layers(augmentation, 0)) if augmentation else ()
+    kept = [layer for layer in cnn.layers if not isinstance(layer, random)]
+    return keras.Sequential([keras.Input(cnn.input_shape[1:]), *kept], name=cnn.name)

@@ -58,7 +58,7 @@ def summary_row(name, metrics, predictions):
         "roc_auc": scored.get("roc_auc", cv.get("roc_auc", {}).get("mean")),
         "tta": metrics.get("tta", False),
         "seconds": metrics["fit_seconds"] + metrics.get("cv_seconds", 0),
-        "speedup": metrics.get("speedup"),  # fine-tuning's step speed-up from cached block-4 output
+        "speedup": metrics.get("speedup"),  # fine-tuning's step speed-up from the cached intermediate output
         "input_size": metrics.get("input_size"),  # recorded by rows that read images (the scratch CNN)
     }
 
@@ -236,12 +236,12 @@ def write(names, heads, data_dir, settings=None):
 
 
 def warnings_section(settings, data_dir, input_size):
-    """Settings that look wrong for these images, one line each (pipeline.report.setting_warnings)."""
+    """Settings that look wrong for these images, one line each, judged on the training images alone
+    (pipeline.report.setting_warnings)."""
     manifest = catalog.read_manifest(paths.MANIFEST)
-    heldout = store.heldout_file()
     train = catalog.split_files(manifest, "train", data_dir)
-    lines = setting_warnings.warnings(settings, train, input_size, heldout and store.read(heldout),
-                                    labels=manifest.loc[manifest["split"] == "train", "label"])
+    lines = setting_warnings.warnings(settings, train, input_size, store.mirror_sample(paths.features_file("train")),
+                                      labels=manifest.loc[manifest["split"] == "train", "label"])
     return ["## Warnings", "\n".join(f"- {line}" for line in lines)] if lines else []
 
 
@@ -283,7 +283,7 @@ def duplicates_section(data_dir):
         lines.append(f"**Groups under more than one label: {', '.join(map(str, conflicts))}.** The same picture "
                      "under two classes is a labelling error; fix it in your folders.")
     lines += [f"- group {g}: " + ", ".join(f"`{r.path}` ({r.split}, {r.kind}{', left out' if r.left_out else ''})"
-                                            for r in rows.itertuples()) for g, rows in found.groupby("group")]
+                                           for r in rows.itertuples()) for g, rows in found.groupby("group")]
     path = paths.REPORTS / "duplicates.png"
     groups = list(found.groupby("group"))
     plots.image_groups([[(Path(data_dir) / r.path, f"#{g} {r.split}/{r.label}") for r in rows.itertuples()]
@@ -337,7 +337,7 @@ def fmt_score(value):
 
 
 def augmentation_section(settings, data_dir, input_size):
-    """A few training images beside their augmented copies as VGG16 sees them, so a bad setting shows at a glance."""
+    """A few training images beside their augmented copies as the backbone sees them: a bad setting shows at once."""
     heading = "## Augmented copies"
     if not any(settings[name] for name in AUGMENT_TRANSFORMS):
         return [heading, "None: every transform in `augment` is off, so a copy would be the image itself."]

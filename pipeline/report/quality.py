@@ -10,7 +10,7 @@ from cleanlab.outlier import OutOfDistribution
 from pipeline.modeling.heads import LAYERS, vectors
 
 NEIGHBOURS = 10  # cleanlab's default
-CHUNK = 256  # images of block-4 output in memory at once
+CHUNK = 256  # images of intermediate output in memory at once
 
 
 def doubted_labels(out_of_fold, classes):
@@ -31,14 +31,13 @@ def doubted_labels(out_of_fold, classes):
 def typicality(features_file):
     """(paths, scores): how like its nearest neighbours each image of a split is, 0-1, lower is odder.
 
-    cleanlab's OutOfDistribution (mean cosine distance to the nearest neighbours) on block 4's
-    output averaged over positions: mid-level appearance, where a placeholder graphic among photos
-    stands out. On hymenoptera's imageNotFound.gif it scored 0.085 against a median of 0.368, the
-    oddest of 245; on block 5's pooled features it was not among the five oddest.
+    cleanlab's OutOfDistribution (mean cosine distance to the nearest neighbours) on the backbone's
+    intermediate output averaged over positions: mid-level appearance, where a placeholder graphic
+    among photos stands out, as it did not in the pooled features (README, "Training images to look at").
     """
     with h5py.File(features_file, "r") as h5:
-        maps = h5[LAYERS["block4"][0]]
-        pooled = np.concatenate([vectors(maps[i:i + CHUNK], "block4") for i in range(0, len(maps), CHUNK)])
+        maps = h5[LAYERS["intermediate"][0]]
+        pooled = np.concatenate([vectors(maps[i:i + CHUNK], "intermediate") for i in range(0, len(maps), CHUNK)])
         paths = [p.decode() for p in h5["paths"][:]]
     neighbours = min(NEIGHBOURS, len(pooled) - 1)
     scores = OutOfDistribution(params={"k": neighbours}).fit_score(features=pooled, verbose=False)

@@ -8,8 +8,8 @@ from pipeline.config import ROW_SECTIONS
 from pipeline.data import image_size
 
 # Where a mirror image shows another class (digits, text), a model trained on the images scores far
-# worse on their mirror images; on photos of things that face either way the two scores are within a
-# point or two (benchmarks/results.md). Flips then teach the heads pictures that belong to no class.
+# worse on their mirror images; on photos of things that face either way the two scores stay close.
+# Flips then teach the heads pictures that belong to no class.
 MIRROR_DROP = 0.10
 # Above this many training images of the largest class per image of the smallest, a model gains accuracy
 # by favouring the large class, and the small one's recall is what pays (benchmarks/imbalance.py).
@@ -44,9 +44,9 @@ def mirror_scores(features, mirrored, y):
 def mirror_warning(scores):
     if scores is None or scores[0] - scores[1] < MIRROR_DROP:
         return None
-    return (f"a model of the images scores {scores[0]:.2f} on them but {scores[1]:.2f} on their mirror images, so "
-            "a mirror image is not a picture of its class (text, digits, ...): set augment.horizontal_flip: false "
-            "and evaluate.tta: false")
+    return (f"a model of the training images scores {scores[0]:.2f} on those it did not see but {scores[1]:.2f} on "
+            "their mirror images, so a mirror image is not a picture of its class (text, digits, ...): set "
+            "augment.horizontal_flip: false and evaluate.tta: false")
 
 
 def class_balance_warning(labels, settings=None):
@@ -68,18 +68,18 @@ def class_balance_warning(labels, settings=None):
             "class_weight: balanced in the heads, finetune and scratch rows")
 
 
-def warnings(settings, files, input_size, heldout=None, labels=None):
-    """The report's warnings for params.yaml `settings` on the images `files`, resized to `input_size` pixels.
+def warnings(settings, files, input_size, mirror_sample=None, labels=None):
+    """The report's warnings for params.yaml `settings` on the training images `files`, resized to `input_size` px.
 
-    `heldout`: the held-out split's Features; with test-time augmentation they hold the mirror images'
-    features too, which the flip check needs (without them it is skipped). `labels`: the class of each
-    training image, for the class balance check (without them it is skipped).
+    Every check reads training images only: acting on a warning drawn from the held-out split would
+    tune on it. `mirror_sample`: (features, their mirror images' features, labels) of training images
+    (pipeline.features.store.mirror_sample), which the flip check needs (without them it is skipped).
+    `labels`: the class of each training image, for the class balance check (without them it is skipped).
     """
     lines = [input_size_warning(input_size, image_size.median_shorter_side(image_size.sample(files)))]
     flips = settings["augment"]["horizontal_flip"] or settings["evaluate"]["tta"]
-    if flips and heldout is not None and heldout.flipped is not None and len(heldout.X) >= 10:
-        rows = image_size.sample(range(len(heldout.X)))
-        lines.append(mirror_warning(mirror_scores(heldout.X[rows], heldout.flipped[rows], heldout.y[rows])))
+    if flips and mirror_sample is not None and len(mirror_sample[0]) >= 10:
+        lines.append(mirror_warning(mirror_scores(*mirror_sample)))
     if labels is not None:
         lines.append(class_balance_warning(labels, settings))
     return [line for line in lines if line]

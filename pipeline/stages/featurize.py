@@ -6,6 +6,8 @@ import resource
 import time
 from pathlib import Path
 
+import numpy as np
+
 from pipeline import paths
 from pipeline.cli import entry_point
 from pipeline.config import stage_params
@@ -49,10 +51,12 @@ def main(argv):
         keys = list(rows["sha256"])
         extracted = runners.extract(settings["runner"], extractor, cache, views, [root / p for p in rows["path"]],
                                     keys, settings["batch_size"], desc=split)
+        flips = augmentation["horizontal_flip"] or params["evaluate"]["tta"]
+        sample = mirror_sample(settings, extractor, cache, root, rows) if split == "train" and flips else {}
         seconds = time.perf_counter() - started
         store.write(paths.features_file(split), cache.rows(views, keys),
                        labels=[classes.index(label) for label in rows["label"]], rel_paths=list(rows["path"]),
-                       classes=classes, started=started,
+                       classes=classes, started=started, extra=sample,
                        meta={**provenance, "weights": settings["weights"], "split": split,
                              "augmented_copies": copies.count, "extracted": extracted})
         speed = f", {extracted / seconds:.1f} images/s" if extracted else ""
@@ -60,6 +64,22 @@ def main(argv):
               f"{extracted} extracted now{speed}, the rest from the cache")  # copies of one image count once
     # Linux counts in KiB. Splits stream through the cache in shards, so this should not grow with the data.
     print(f"peak memory {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+
+
+def mirror_sample(settings, extractor, cache, root, rows):
+    """The mirror images' features of a sample of training images (manifest `rows`), as store.write's extra.
+
+    Where flips are on, the report asks whether a mirror image still shows its class; answering from
+    training images keeps every warning off the held-out split (pipeline.report.setting_warnings).
+    """
+    picked = store.mirror_sample_rows(list(rows["sha256"]))
+    sample = rows.iloc[picked]
+    keys = list(sample["sha256"])
+    extracted = runners.extract(settings["runner"], extractor, cache, [extraction.FLIPPED],
+                                [root / p for p in sample["path"]], keys, settings["batch_size"])
+    print(f"the mirror images of {len(keys)} training images, for the report's flip check: {extracted} extracted now")
+    mirrored = np.concatenate([chunk["features_flipped"] for chunk in cache.rows([extraction.FLIPPED], keys)])
+    return {store.SAMPLE_ROWS: picked, "features_flipped_sample": mirrored}
 
 
 if __name__ == "__main__":

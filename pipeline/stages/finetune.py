@@ -1,23 +1,11 @@
-"""Stage finetune@NAME: fine-tune the backbone's top (VGG16's block 5) with a trained dense head, on its cached
-intermediate output (VGG16's block 4)."""
-import time
-from pathlib import Path
-
-import numpy as np
-
+"""Stage finetune@NAME: the backbone's top block fine-tuned with a trained dense head, on cached features."""
 from pipeline import PipelineError, paths
 from pipeline.cli import entry_point
 from pipeline.config import check_settings, stage_params
-from pipeline.data import catalog, duplicates
-from pipeline.data.images import load_images
-from pipeline.features import backbone, store
-from pipeline.modeling import evaluation, finetune, live, outputs
-from pipeline.modeling.saved_model import SavedModel
-from pipeline.quiet_keras import keras
+from pipeline.modeling import finetune, live, outputs
 from pipeline.stages import run_name
 
 PARAMS = ("data.dir", "evaluate", "finetune.{name}")  # what dvc.yaml's finetune stage lists
-FIXED = ("head", "weights", "input_size", "pooling", "expected_sha256", "random_state", "backbone")  # not settings
 
 
 @entry_point
@@ -30,62 +18,13 @@ def main(argv):
     if head_name is None or not paths.model_file(head_name).exists():
         raise PipelineError(f"{where}.head must name a dense head under heads: that `dvc repro` trained, "
                             f"not {head_name!r}")
-    check_settings(where, settings, set(finetune.FineTuner().get_params()) - set(FIXED))
-    head = SavedModel.load(paths.model_file(head_name))
-    train = store.read(paths.features_file("train"), backbone.BLOCK4)
-    heldout_file = store.heldout_file()
-    if heldout_file is None:
-        raise PipelineError("fine-tuning is scored on a test or validation split and there is none: "
-                            "set data.split.test above 0, or finetune: {} in params.yaml")
-    heldout = store.read(heldout_file, backbone.BLOCK4)
-    meta, seed = train.meta, params["evaluate"]["seed"]
-    tuner = finetune.FineTuner(head.model, meta["weights"], int(meta["input_size"]), meta["pooling"],
-                               expected_sha256=meta["weights_sha256"], random_state=seed,
-                               backbone=meta.get("backbone", backbone.DEFAULT), **settings)
-    start = time.perf_counter()
-    fit, validation = stopping_data(train, head.model[-1])
-    with live.logging_to(live.directory(name)):  # its learning curves, epoch by epoch (DVCLive)
-        tuner.fit(train.views()[fit], train.y[fit], validation)
-    seconds = time.perf_counter() - start
-    tta = params["evaluate"]["tta"] and heldout.flipped is not None
-    proba = tuner.predict_proba(heldout.X, heldout.flipped if tta else None)
-    scores, predictions = evaluation.outcome(proba, heldout, train.classes, heldout.meta["split"])
-    sample = slice(0, tuner.batch_size)
-    images = load_images([Path(params["data"]["dir"]) / p for p in train.paths[sample]], tuner.input_size)
-    speed = finetune.speedup(tuner, images, train.X[sample], train.y[sample])
-    tuned_from = backbone.get(tuner.backbone).tuned_from
-    metrics = {
-        "type": "finetune", "approach": f"fine-tuned {tuner.backbone} from {tuned_from} + {head_name}",
-        "heldout": scores,
-        "fit_seconds": seconds, "epochs": len(tuner.history_["loss"]), "tta": tta,
-        "training_views": int(train.views().shape[1]), **speed,
-    }
-    model = SavedModel(taking_images(tuner.model_, tuner.backbone), train.classes, tuner.input_size, tta=tta)
-    outputs.save(name, model, evaluation.to_builtin(metrics), predictions)
+    check_settings(where, settings, set(finetune.FineTuner().get_params()) - set(finetune.FIXED))
+    model, metrics, predictions = finetune.fine_tune(head_name, settings, params["data"]["dir"],
+                                                     params["evaluate"]["seed"], params["evaluate"]["tta"],
+                                                     curves=live.emptied(live.directory(name)))
+    outputs.save(name, model, metrics, predictions)
     print(outputs.summary(name, metrics))
-    print(f"a training step costs {speed['speedup']:.1f}x less per image from the cached intermediate output")
-
-
-def stopping_data(train, dense):
-    """(training images to fit on, (intermediate output, labels) to stop early on).
-
-    The validation split when there is one besides the reported split. Else the training images
-    the dense head itself stopped on (whole images, copies together): they were left out of the
-    head's fit and are left out of this one, so the stopping images are unseen by both.
-    """
-    split = catalog.separate_validation_split(s for s in catalog.SPLITS if paths.features_file(s).exists())
-    if split:
-        stop = store.read(paths.features_file(split), backbone.BLOCK4)
-        return slice(None), (stop.X, stop.y)
-    groups = duplicates.image_groups(train.paths, duplicates.read(paths.DUPLICATES))
-    held = np.isin(groups, dense.stopping_groups_)
-    return ~held, (train.X[held], train.y[held])
-
-
-def taking_images(tuned, name=backbone.DEFAULT):
-    """The fine-tuned network as a model of RGB images in 0-255, the backbone's own preprocessing its first layers."""
-    images = keras.Input(tuned.input_shape[1:], name="images")
-    return keras.Model(images, tuned(backbone.preprocessing_function(name)(images)), name=f"{name}_finetuned")
+    print(f"a training step costs {metrics['speedup']:.1f}x less per image from the cached intermediate output")
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ def main(argv):
         raise PipelineError(f"no results for {', '.join(missing)}: run `dvc repro` first")
     table = markdown.write(names, list(params["heads"]), params["data"]["dir"], settings=params)
     page = html_page.write(paths.REPORTS / "report.md", paths.REPORTS / "report.html",
-                             f"Report: {params['data']['dir']}")
+                           f"Report: {params['data']['dir']}")
     print(markdown.markdown_table(table))
     print(f"written to {paths.REPORTS / 'report.md'}; to open: {page.resolve()}")
 
