@@ -1,6 +1,7 @@
 """Stage features: the backbone's features (and its intermediate output) of every split, one HDF5 file each.
 
 Only images the per-image cache lacks go through the backbone; the split files are assembled from it.
+With several backbones, each fills its own cache and the files hold their fused features (features.fusion).
 """
 import resource
 import time
@@ -10,7 +11,7 @@ from pipeline import paths
 from pipeline.cli import entry_point
 from pipeline.config import stage_params
 from pipeline.data import augment, catalog, image_size
-from pipeline.features import backbone, engines, extraction, runners, store
+from pipeline.features import backbone, engines, extraction, fusion, runners, store
 from pipeline.features.cache import FeatureCache
 
 # What dvc.yaml's features stage lists. augment.seed, not evaluate.seed, decides the copies, so a
@@ -25,7 +26,8 @@ SPEED_ONLY = ("backbone.batch_size", "backbone.runner")
 def main(argv):
     params = stage_params(PARAMS + SPEED_ONLY)
     settings, augmentation = params["backbone"], params["augment"]
-    name = backbone.get(settings["name"]).name
+    names = backbone.names(settings["name"])
+    fusion.check_weights(names, settings["weights"])
     runners.check(settings["runner"])
     engine, precision = engines.resolve(settings["engine"], settings["precision"])
     manifest = catalog.read_manifest(paths.MANIFEST)
@@ -33,11 +35,13 @@ def main(argv):
     heldout = catalog.heldout_split(manifest["split"])
     root = Path(params["data"]["dir"])
     size = image_size.resolve(settings["input_size"], catalog.split_files(manifest, "train", root))
-    extractor = extraction.Extractor(backbone.weights_source(settings["weights"], name), size,
-                                     settings["pooling"], engine, precision, name).load()
-    provenance = extractor.provenance()
-    cache = FeatureCache(paths.FEATURE_CACHE, provenance)
-    print(f"{name} on {engine} at {precision}, {size} px")
+    # Each backbone keeps its own per-image cache, so adding one to a fusion extracts only that one.
+    extractors = [extraction.Extractor(backbone.weights_source(settings["weights"], name), size, settings["pooling"],
+                                       engine, precision, name).load() for name in names]
+    caches = [FeatureCache(paths.FEATURE_CACHE, extractor.provenance()) for extractor in extractors]
+    provenance = fusion.provenance([{**cache.provenance, "feature_width": extractor.feature_width_}
+                                    for extractor, cache in zip(extractors, caches)])
+    print(f"{fusion.name(names)} on {engine} at {precision}, {size} px")
     for split in catalog.SPLITS:
         rows = manifest[manifest["split"] == split]
         if rows.empty:
@@ -47,10 +51,12 @@ def main(argv):
         copies = augment.Copies(augmentation, count, augmentation["seed"])
         views = extraction.views(copies, mirrored=params["evaluate"]["tta"] and split == heldout)
         keys = list(rows["sha256"])
-        extracted = runners.extract(settings["runner"], extractor, cache, views, [root / p for p in rows["path"]],
-                                    keys, settings["batch_size"], desc=split)
+        files = [root / p for p in rows["path"]]
+        extracted = sum(runners.extract(settings["runner"], extractor, cache, views, files, keys,
+                                        settings["batch_size"], desc=f"{split}, {extractor.backbone}")
+                        for extractor, cache in zip(extractors, caches))  # an image counts once per backbone
         seconds = time.perf_counter() - started
-        store.write(paths.features_file(split), cache.rows(views, keys),
+        store.write(paths.features_file(split), fusion.rows([cache.rows(views, keys) for cache in caches]),
                        labels=[classes.index(label) for label in rows["label"]], rel_paths=list(rows["path"]),
                        classes=classes, started=started,
                        meta={**provenance, "weights": settings["weights"], "split": split,

@@ -10,7 +10,7 @@ from pipeline.cli import entry_point
 from pipeline.config import check_settings, stage_params
 from pipeline.data import catalog, duplicates
 from pipeline.data.images import load_images
-from pipeline.features import backbone, store
+from pipeline.features import backbone, fusion, store
 from pipeline.modeling import evaluation, finetune, live, outputs
 from pipeline.modeling.saved_model import SavedModel
 from pipeline.quiet_keras import keras
@@ -39,11 +39,13 @@ def main(argv):
                             "set data.split.test above 0, or finetune: {} in params.yaml")
     heldout = store.read(heldout_file, backbone.BLOCK4)
     meta, seed = train.meta, params["evaluate"]["seed"]
-    tuner = finetune.FineTuner(head.model, meta["weights"], int(meta["input_size"]), meta["pooling"],
-                               expected_sha256=meta["weights_sha256"], random_state=seed,
-                               backbone=meta.get("backbone", backbone.DEFAULT), **settings)
+    first = fusion.parts(meta)[0]  # with fused features, fine-tuning continues the first listed backbone
+    dense = head.model if "fusion" not in meta else first_backbone_head(head.model, train.paths)
+    tuner = finetune.FineTuner(dense, meta["weights"], int(meta["input_size"]), meta["pooling"],
+                               expected_sha256=first["weights_sha256"], random_state=seed,
+                               backbone=first.get("backbone", backbone.DEFAULT), **settings)
     start = time.perf_counter()
-    fit, validation = stopping_data(train, head.model[-1])
+    fit, validation = stopping_data(train, dense[-1])
     with live.logging_to(live.directory(name)):  # its learning curves, epoch by epoch (DVCLive)
         tuner.fit(train.views()[fit], train.y[fit], validation)
     seconds = time.perf_counter() - start
@@ -54,8 +56,9 @@ def main(argv):
     images = load_images([Path(params["data"]["dir"]) / p for p in train.paths[sample]], tuner.input_size)
     speed = finetune.speedup(tuner, images, train.X[sample], train.y[sample])
     tuned_from = backbone.get(tuner.backbone).tuned_from
+    refitted = f" refitted on {tuner.backbone}'s features" if dense is not head.model else ""
     metrics = {
-        "type": "finetune", "approach": f"fine-tuned {tuner.backbone} from {tuned_from} + {head_name}",
+        "type": "finetune", "approach": f"fine-tuned {tuner.backbone} from {tuned_from} + {head_name}{refitted}",
         "heldout": scores,
         "fit_seconds": seconds, "epochs": len(tuner.history_["loss"]), "tta": tta,
         "training_views": int(train.views().shape[1]), **speed,
@@ -64,6 +67,18 @@ def main(argv):
     outputs.save(name, model, evaluation.to_builtin(metrics), predictions)
     print(outputs.summary(name, metrics))
     print(f"a training step costs {speed['speedup']:.1f}x less per image from the cached intermediate output")
+
+
+def first_backbone_head(head, rel_paths):
+    """The dense head `head`, fitted again on the first backbone's part of fused features alone.
+
+    The head trained on the fusion reads features that one fine-tuned network does not make; this one
+    starts already trained on what it will see, as fine-tuning needs, with the same settings and seed.
+    """
+    pooled = store.read(paths.features_file("train"))
+    views = fusion.first_block(pooled.views(), pooled.meta)
+    groups = np.repeat(duplicates.image_groups(rel_paths, duplicates.read(paths.DUPLICATES)), views.shape[1])
+    return evaluation.fit(head, views.reshape(-1, views.shape[-1]), np.repeat(pooled.y, views.shape[1]), groups)[0]
 
 
 def stopping_data(train, dense):
