@@ -11,6 +11,10 @@ class SIZE:
     """The type of backbone.input_size: pixels, or 'auto' (pipeline.data.image_size chooses for the images)."""
 
 
+class NAMES:
+    """The type of backbone.name: a registered network, or a list of them (their features fused)."""
+
+
 # Every section and key params.yaml may hold, with the type of its value.
 # `heads`, `finetune` and `scratch` map names to runs; their modules check each run's settings.
 SCHEMA = {
@@ -19,7 +23,7 @@ SCHEMA = {
         "split": {"validation": float, "test": float, "seed": int},
         "duplicates": {"max_distance": int, "heldout": str},
     },
-    "backbone": {"name": str, "weights": str, "input_size": SIZE, "pooling": str, "engine": str, "precision": str,
+    "backbone": {"name": NAMES, "weights": str, "input_size": SIZE, "pooling": str, "engine": str, "precision": str,
                  "batch_size": int, "runner": str},  # features.backbone, .engines, .runners check them
     "augment": {
         "copies": int, "seed": int, "rotation": float, "width_shift": float, "height_shift": float,
@@ -37,7 +41,8 @@ ENSEMBLE = "ensemble"  # the report's row averaging the heads (pipeline.report.s
 # A head's `layer` values once named after VGG16's blocks, with the names that fit every backbone.
 RENAMED_LAYERS = {"block4": "intermediate", "block5": "pooled"}
 TYPE_NAMES = {str: "text", int: "whole number", float: "number", dict: "mapping", bool: "true or false",
-              SIZE: "whole number of pixels, or auto"}
+              SIZE: "whole number of pixels, or auto",
+              NAMES: "backbone name, or a list of names like [vgg16, mobilenetv2]"}
 
 
 def stage_params(reads, name=None, path="params.yaml"):
@@ -139,6 +144,8 @@ def check(section, schema, prefix):
 
 
 def is_instance(value, expected):
+    if expected is NAMES:
+        return isinstance(value, str) or isinstance(value, list) and all(isinstance(v, str) for v in value)
     if expected is SIZE:
         return is_instance(value, int) or value == "auto"
     if expected is float:  # YAML writes 0 for 0.0

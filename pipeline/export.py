@@ -17,7 +17,7 @@ import numpy as np
 
 from pipeline import PipelineError, paths
 from pipeline.cli import entry_point
-from pipeline.features import backbone, engines
+from pipeline.features import backbone, engines, fusion
 from pipeline.files import atomic_path
 from pipeline.modeling import feature_pass, heads, onnx_heads
 from pipeline.modeling.saved_model import SavedModel
@@ -97,21 +97,34 @@ def feature_network(preprocessing, layers, weights):
     """Keras model: 0-255 images -> {layer: the vectors a head on it reads}, with the weights its features had.
 
     `preprocessing` is a head's pipeline.modeling.feature_pass.FeaturePass; `weights` a weights file when not
-    the one recorded with it. The layers' vectors are pipeline.modeling.heads.LAYERS's, as Keras operations."""
+    the one recorded with it. The layers' vectors are pipeline.modeling.heads.LAYERS's, as Keras operations.
+    Fused features (pipeline.features.fusion) run every backbone of the fusion on the same images."""
     from pipeline.quiet_keras import keras
 
-    meta = preprocessing.provenance
-    name = meta["backbone"]
-    base = backbone.conv_base(backbone.weights_source(weights or meta["weights"], name), int(meta["input_size"]), name)
-    feature_pass.check_weights(meta, backbone.weights_digest(base))
-    images = keras.Input(base.input_shape[1:], name=INPUT)
-    arrays = backbone.extractor(base, meta["pooling"], name)(backbone.preprocessing_function(name)(images))
+    parts = fusion.parts(preprocessing.provenance)
+    size = int(parts[0]["input_size"])
+    images = keras.Input((size, size, 3), name=INPUT)
+    outputs = []
+    for meta in parts:
+        name = meta["backbone"]
+        base = backbone.conv_base(backbone.weights_source(weights or meta["weights"], name), size, name)
+        feature_pass.check_weights(meta, backbone.weights_digest(base))
+        outputs.append(backbone.extractor(base, meta["pooling"], name)(backbone.preprocessing_function(name)(images)))
+    arrays = outputs[0] if len(outputs) == 1 else {  # as fusion.combine joins them, in Keras operations
+        **outputs[0], fusion.POOLED: keras.ops.concatenate([unit_length(part[fusion.POOLED]) for part in outputs], -1)}
     vectors = {}
     for layer in sorted(layers):
         array, reduce = heads.LAYERS[layer]
         # heads.LAYERS reduces a layer's maps by their mean over positions, in numpy; here in Keras
         vectors[layer] = arrays[array] if reduce is None else keras.ops.mean(arrays[array], axis=(-3, -2))
-    return keras.Model(images, vectors, name=f"{name}_features")
+    return keras.Model(images, vectors, name="_".join([*(meta["backbone"] for meta in parts), "features"]))
+
+
+def unit_length(vectors):
+    from pipeline.quiet_keras import keras
+
+    norms = keras.ops.norm(vectors, axis=-1, keepdims=True)
+    return vectors / keras.ops.maximum(norms, np.finfo(np.float32).tiny)
 
 
 def same_versions(model, like):

@@ -1,7 +1,8 @@
 """Shared fixtures: small generated image folders, random VGG16 weights, and the real data.
 
-The real ImageNet weights and datasets are reached through two settings that .ci/run fills in:
-VGG16_IMAGENET_WEIGHTS (a VGG16 notop .h5) and PIPELINE_TEST_DATASETS (a folder of datasets).
+The real ImageNet weights and datasets are reached through settings that .ci/run fills in:
+VGG16_IMAGENET_WEIGHTS (a VGG16 notop .h5; DENSENET121_ and MOBILENETV2_IMAGENET_WEIGHTS the same for those
+backbones) and PIPELINE_TEST_DATASETS (a folder of datasets).
 Without them the tests that need them skip, except under CI, where they fail.
 """
 import os

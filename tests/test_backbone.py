@@ -7,6 +7,7 @@ import pytest
 
 from pipeline import PipelineError
 from pipeline.features import backbone
+from tests.conftest import shared_setting
 
 
 def test_imagenet_means_a_download_unless_the_setting_points_at_a_file(monkeypatch, tmp_path):
@@ -113,3 +114,31 @@ def test_another_backbone_loads_a_local_weights_file(tmp_path):
     np.testing.assert_array_equal(loaded.get_layer("top_conv").kernel, model.get_layer("top_conv").kernel)
     with pytest.raises(PipelineError, match="could not load vgg16 conv-base weights from .*efficientnetv2b0"):
         backbone.conv_base(str(path), 32, "vgg16")
+
+
+# The backbones whose ImageNet weights .ci/run points at (../shared/weights/), with their parameter counts.
+REAL_WEIGHTS = {"vgg16": 14_714_688, "densenet121": 7_037_504, "mobilenetv2": 2_257_984}
+
+
+@pytest.mark.parametrize("name", REAL_WEIGHTS)
+def test_real_imagenet_weights_load_and_their_features_tell_cats_from_dogs(name, shared_datasets):
+    """Each offline weights file loads through its own variable, and with its network's own preprocessing the
+    pooled features of 6 cats and 6 dogs put nearly every photo nearest the mean of its own class (leave one
+    out). Random weights or another network's preprocessing do about as well as a coin."""
+    from pipeline.data.images import load_images
+    from pipeline.features import extraction
+
+    shared_setting(backbone.get(name).weights_env)
+    files = [path for label in ("cats", "dogs")
+             for path in sorted((shared_datasets / "cats-dogs-small/train" / label).iterdir())[:6]]
+    extractor = extraction.Extractor(backbone.weights_source(backbone.IMAGENET, name), 150, "avg", backbone=name)
+    features = extractor.load()(load_images(files, 150))["features"]
+    assert backbone.conv_base(backbone.IMAGENET, 150, name).count_params() == REAL_WEIGHTS[name]
+    unit = features / np.linalg.norm(features, axis=1, keepdims=True)
+    labels = np.repeat([0, 1], 6)
+    right = 0
+    for left_out in range(len(files)):
+        rest = np.arange(len(files)) != left_out
+        centroids = [unit[rest & (labels == c)].mean(axis=0) for c in (0, 1)]
+        right += int(np.argmax([unit[left_out] @ c for c in centroids]) == labels[left_out])
+    assert right >= 11, f"{name}: {right} of 12 nearest their own class"

@@ -12,7 +12,7 @@ from PIL import Image
 from pipeline import PipelineError, paths
 from pipeline.data.images import load_image
 from pipeline.export import export, main
-from pipeline.features import backbone, extraction
+from pipeline.features import backbone, extraction, fusion
 from pipeline.files import write_json
 from pipeline.modeling import heads
 from pipeline.modeling.feature_pass import FeaturePass
@@ -132,3 +132,20 @@ def test_models_of_other_runs_are_not_exported_together(trained):
     other = SavedModel(models["logreg"].model, ["cats", "dogs"], SIZE, preprocessing=models["logreg"].preprocessing)
     with pytest.raises(PipelineError, match="different classes"):
         export([models["logreg"], other])
+
+
+def test_a_head_on_fused_backbones_runs_every_backbone_in_the_graph(tmp_path):
+    """The shipped default fuses VGG16 and MobileNetV2: the graph joins their unit-length features as predict does."""
+    files = sorted(make_tree(tmp_path / "train", per_class=6).rglob("*.png"))
+    new = sorted(make_tree(tmp_path / "new", splits=("unseen",), per_class=3).rglob("*.png"))
+    outputs, parts = [], []
+    for name in ("vgg16", "mobilenetv2"):
+        extractor = extraction.Extractor(backbone.RANDOM, SIZE, "avg", backbone=name).load()
+        outputs.append(extraction.arrays(extractor, extraction.IMAGE, files, [None] * len(files), len(files)))
+        parts.append({**extractor.provenance(), "feature_width": extractor.feature_width_})
+    y = np.array([CLASSES.index(f.parent.name) for f in files])
+    head = make_head("logreg_l2", {"type": "logreg", "scale": "l2"}).fit(fusion.combine(outputs)["features"], y)
+    model = SavedModel(head, CLASSES, SIZE, preprocessing=FeaturePass({**fusion.provenance(parts),
+                                                                       "weights": backbone.RANDOM}))
+    graph = export([model])
+    np.testing.assert_allclose(onnx_proba(graph, new), average_proba([model], new), atol=1e-4, rtol=0)

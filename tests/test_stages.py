@@ -33,8 +33,8 @@ def tiny_params(images, weights):
     """The project's params.yaml, with every setting made small: a run of seconds."""
     params = yaml.safe_load((PROJECT / "params.yaml").read_text())
     params["data"]["dir"] = str(images)
-    params["backbone"].update(weights=str(weights), input_size=32, engine="keras", precision="fp32", batch_size=8,
-                              runner="local")
+    params["backbone"].update(name="vgg16", weights=str(weights), input_size=32, engine="keras", precision="fp32",
+                              batch_size=8, runner="local")  # a VGG16 weights file: VGG16 alone
     params["augment"].update(copies=1, horizontal_flip=True)
     params["evaluate"].update(folds=2, tta=True)
     params["heads"] = {"logreg": {"type": "logreg", "C": 1.0},

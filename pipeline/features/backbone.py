@@ -65,6 +65,10 @@ BACKBONES = {entry.name: entry for entry in (
              # stage 3, after its downsampling: stage 2's last output is an add that is not a layer
              intermediate="convnext_tiny_downsampling_block_2",
              tuned_from="convnext_tiny_stage_3_block_0_depthwise_conv"),
+    Backbone("densenet121", "DenseNet121", "densenet", "scaled to 0..1, ImageNet mean and std normalised",
+             intermediate="pool4_pool", tuned_from="conv5_block1_0_bn"),  # dense block 5 after the last transition
+    Backbone("mobilenetv2", "MobileNetV2", "mobilenet_v2", "scaled to -1..1",
+             intermediate="block_12_add", tuned_from="block_13_expand"),  # blocks 13-16 (the last stride) and Conv_1
 )}
 DEFAULT = "vgg16"
 WEIGHTS_ENV = BACKBONES[DEFAULT].weights_env  # VGG16_IMAGENET_WEIGHTS
@@ -75,6 +79,18 @@ def get(name):
     if name not in BACKBONES:
         raise PipelineError(f"params.yaml: backbone.name is {name!r}; use one of {', '.join(BACKBONES)}")
     return BACKBONES[name]
+
+
+def names(setting):
+    """The backbones of backbone.name: one name, or a list of them, whose features are fused
+    (pipeline.features.fusion), each checked against the registry."""
+    listed = [setting] if isinstance(setting, str) else list(setting)
+    if not listed:
+        raise PipelineError("params.yaml: backbone.name is an empty list; name one backbone or more, e.g. vgg16")
+    twice = sorted({name for name in listed if listed.count(name) > 1})
+    if twice:
+        raise PipelineError(f"params.yaml: backbone.name lists {', '.join(twice)} twice; list each backbone once")
+    return [get(name).name for name in listed]
 
 
 def weights_source(weights, name=DEFAULT):
@@ -115,6 +131,9 @@ def conv_base(weights, input_size, name=DEFAULT):
         with warnings.catch_warnings():
             # Keras only warns when a weights file does not match the layers, leaving them random.
             warnings.simplefilter("error", UserWarning)
+            # MobileNetV2 warns that it loads its 224-px ImageNet weights at any other size: convolutions are
+            # the same at every size, so that is what is wanted.
+            warnings.filterwarnings("ignore", message=".*input_shape. is undefined or non-square", category=UserWarning)
             return getattr(keras.applications, entry.constructor)(
                 include_top=False, weights=None if source == RANDOM else source,
                 input_shape=(input_size, input_size, 3),

@@ -35,8 +35,9 @@ class Extractor:
     def load(self):
         base = backbone.conv_base(self.weights, self.input_size, self.backbone)
         self.weights_sha256_ = backbone.weights_digest(base)
-        self.run_ = engines.compile_for(backbone.extractor(base, self.pooling, self.backbone), self.engine,
-                                        self.precision)
+        model = backbone.extractor(base, self.pooling, self.backbone)
+        self.feature_width_ = int(model.output["features"].shape[-1])  # where its block ends in fused features
+        self.run_ = engines.compile_for(model, self.engine, self.precision)
         return self
 
     def __call__(self, images):

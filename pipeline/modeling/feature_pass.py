@@ -34,10 +34,20 @@ class FeaturePass:
 
     def outputs(self, files, mirrored, weights, batch_size):
         """{output: array} over `files` and, if `mirrored`, their mirror images (as `<output>_flipped`), on the
-        engine and at the precision the features were extracted with."""
-        from pipeline.features import backbone, engines, extraction  # TensorFlow loads only when a head predicts
+        engine and at the precision the features were extracted with; fused as they were for several backbones."""
+        from pipeline.features import fusion  # TensorFlow loads only when a head predicts
 
-        meta = self.provenance
+        parts = fusion.parts(self.provenance)
+        if weights and len(parts) > 1:
+            raise PipelineError(f"--weights names one file, and this model fuses {self.provenance['backbone']}: "
+                                "point each backbone's <NAME>_IMAGENET_WEIGHTS variable at its file instead")
+        return fusion.combine([self.backbone_outputs(part, files, mirrored, weights, batch_size) for part in parts])
+
+    @staticmethod
+    def backbone_outputs(meta, files, mirrored, weights, batch_size):
+        """One backbone's {output: array}, as `outputs` gives them; `meta` is its provenance."""
+        from pipeline.features import backbone, engines, extraction
+
         name = meta["backbone"]
         engine, precision = engines.resolve(meta["engine"], meta["precision"])
         extractor = extraction.Extractor(backbone.weights_source(weights or meta["weights"], name),

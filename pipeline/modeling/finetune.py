@@ -15,7 +15,7 @@ from sklearn.preprocessing import StandardScaler
 from pipeline import PipelineError, paths
 from pipeline.data import catalog, duplicates
 from pipeline.data.images import load_images
-from pipeline.features import backbone, store
+from pipeline.features import backbone, fusion, store
 from pipeline.modeling import evaluation, networks
 from pipeline.modeling.evaluation import average_with_mirror
 from pipeline.modeling.heads import DenseHead
@@ -135,11 +135,13 @@ def fine_tune(head_name, settings, data_dir, seed, tta, curves=None):
                             "set data.split.test above 0, or finetune: {} in params.yaml")
     heldout = store.read(heldout_file, backbone.INTERMEDIATE)
     meta = train.meta
-    tuner = FineTuner(head.model, meta["weights"], int(meta["input_size"]), meta["pooling"],
-                      expected_sha256=meta["weights_sha256"], random_state=seed,
-                      backbone=meta.get("backbone", backbone.DEFAULT), **settings)
+    first = fusion.parts(meta)[0]  # with fused features, fine-tuning continues the first listed backbone
+    dense = head.model if "fusion" not in meta else first_backbone_head(head.model, train.paths)
+    tuner = FineTuner(dense, meta["weights"], int(meta["input_size"]), meta["pooling"],
+                      expected_sha256=first["weights_sha256"], random_state=seed,
+                      backbone=first.get("backbone", backbone.DEFAULT), **settings)
     start = time.perf_counter()
-    fit, validation = stopping_data(train, head.model[-1])
+    fit, validation = stopping_data(train, dense[-1])
     tuner.fit(train.views()[fit], train.y[fit], validation, curves=curves)
     seconds = time.perf_counter() - start
     tta = tta and heldout.flipped is not None
@@ -147,15 +149,30 @@ def fine_tune(head_name, settings, data_dir, seed, tta, curves=None):
     scores, predictions = evaluation.scores_and_predictions(proba, heldout, train.classes, heldout.meta["split"])
     sample = slice(0, tuner.batch_size)
     images = load_images([Path(data_dir) / p for p in train.paths[sample]], tuner.input_size)
+    refitted = f" refitted on {tuner.backbone}'s features" if dense is not head.model else ""
     metrics = {
         "type": "finetune",
-        "approach": f"fine-tuned {tuner.backbone} from {backbone.get(tuner.backbone).tuned_from} + {head_name}",
+        "approach": f"fine-tuned {tuner.backbone} from {backbone.get(tuner.backbone).tuned_from} + {head_name}"
+                    f"{refitted}",
         "heldout": scores, "fit_seconds": seconds, "epochs": len(tuner.history_["loss"]), "tta": tta,
         "training_views": int(train.views().shape[1]),
         **speedup(tuner, images, train.X[sample], train.y[sample]),
     }
     model = SavedModel(taking_images(tuner.model_, tuner.backbone), train.classes, tuner.input_size, tta=tta)
     return model, evaluation.to_builtin(metrics), predictions
+
+
+def first_backbone_head(head, rel_paths):
+    """The dense head `head`, fitted again on the first backbone's part of fused features alone.
+
+    The head trained on the fusion reads features that one fine-tuned network does not make; this one
+    starts already trained on what it will see, as fine-tuning needs, with the same settings and seed.
+    """
+    pooled = store.read(paths.features_file("train"))
+    views = fusion.first_block(pooled.views(), pooled.meta)
+    groups = np.repeat(duplicates.image_groups(rel_paths, duplicates.read(paths.DUPLICATES)), views.shape[1])
+    return evaluation.fit(head, views.reshape(-1, views.shape[-1]), np.repeat(pooled.y, views.shape[1]),
+                          groups=groups)[0]
 
 
 def stopping_data(train, dense):

@@ -1,6 +1,7 @@
 """Stage features: the backbone's features (and its intermediate output) of every split, one HDF5 file each.
 
 Only images the per-image cache lacks go through the backbone; the split files are assembled from it.
+With several backbones, each fills its own cache and the files hold their fused features (features.fusion).
 """
 import resource
 import time
@@ -12,7 +13,7 @@ from pipeline import paths
 from pipeline.cli import entry_point
 from pipeline.config import stage_params
 from pipeline.data import augment, catalog, image_size
-from pipeline.features import backbone, engines, extraction, runners, store
+from pipeline.features import backbone, engines, extraction, fusion, runners, store
 from pipeline.features.cache import FeatureCache
 
 # What dvc.yaml's features stage lists. augment.seed, not evaluate.seed, decides the copies, so a
@@ -27,7 +28,8 @@ SPEED_ONLY = ("backbone.batch_size", "backbone.runner")
 def main(argv):
     params = stage_params(PARAMS + SPEED_ONLY)
     settings, augmentation = params["backbone"], params["augment"]
-    name = backbone.get(settings["name"]).name
+    names = backbone.names(settings["name"])
+    fusion.check_weights(names, settings["weights"])
     runners.check(settings["runner"])
     engine, precision = engines.resolve(settings["engine"], settings["precision"])
     manifest = catalog.read_manifest(paths.MANIFEST)
@@ -35,11 +37,13 @@ def main(argv):
     heldout = catalog.heldout_split(manifest["split"])
     root = Path(params["data"]["dir"])
     size = image_size.resolve(settings["input_size"], catalog.split_files(manifest, "train", root))
-    extractor = extraction.Extractor(backbone.weights_source(settings["weights"], name), size,
-                                     settings["pooling"], engine, precision, name).load()
-    provenance = extractor.provenance()
-    cache = FeatureCache(paths.FEATURE_CACHE, provenance)
-    print(f"{name} on {engine} at {precision}, {size} px")
+    # Each backbone keeps its own per-image cache, so adding one to a fusion extracts only that one.
+    extractors = [extraction.Extractor(backbone.weights_source(settings["weights"], name), size, settings["pooling"],
+                                       engine, precision, name).load() for name in names]
+    caches = [FeatureCache(paths.FEATURE_CACHE, extractor.provenance()) for extractor in extractors]
+    provenance = fusion.provenance([{**cache.provenance, "feature_width": extractor.feature_width_}
+                                    for extractor, cache in zip(extractors, caches)])
+    print(f"{fusion.name(names)} on {engine} at {precision}, {size} px")
     for split in catalog.SPLITS:
         rows = manifest[manifest["split"] == split]
         if rows.empty:
@@ -49,12 +53,14 @@ def main(argv):
         copies = augment.Copies(augmentation, count, augmentation["seed"])
         views = extraction.views(copies, mirrored=params["evaluate"]["tta"] and split == heldout)
         keys = list(rows["sha256"])
-        extracted = runners.extract(settings["runner"], extractor, cache, views, [root / p for p in rows["path"]],
-                                    keys, settings["batch_size"], desc=split)
+        files = [root / p for p in rows["path"]]
+        extracted = sum(runners.extract(settings["runner"], extractor, cache, views, files, keys,
+                                        settings["batch_size"], desc=f"{split}, {extractor.backbone}")
+                        for extractor, cache in zip(extractors, caches))  # an image counts once per backbone
         flips = augmentation["horizontal_flip"] or params["evaluate"]["tta"]
-        sample = mirror_sample(settings, extractor, cache, root, rows) if split == "train" and flips else {}
+        sample = mirror_sample(settings, extractors, caches, root, rows) if split == "train" and flips else {}
         seconds = time.perf_counter() - started
-        store.write(paths.features_file(split), cache.rows(views, keys),
+        store.write(paths.features_file(split), fusion.rows([cache.rows(views, keys) for cache in caches]),
                        labels=[classes.index(label) for label in rows["label"]], rel_paths=list(rows["path"]),
                        classes=classes, started=started, extra=sample,
                        meta={**provenance, "weights": settings["weights"], "split": split,
@@ -66,7 +72,7 @@ def main(argv):
     print(f"peak memory {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
 
 
-def mirror_sample(settings, extractor, cache, root, rows):
+def mirror_sample(settings, extractors, caches, root, rows):
     """The mirror images' features of a sample of training images (manifest `rows`), as store.write's extra.
 
     Where flips are on, the report asks whether a mirror image still shows its class; answering from
@@ -75,10 +81,12 @@ def mirror_sample(settings, extractor, cache, root, rows):
     picked = store.mirror_sample_rows(list(rows["sha256"]))
     sample = rows.iloc[picked]
     keys = list(sample["sha256"])
-    extracted = runners.extract(settings["runner"], extractor, cache, [extraction.FLIPPED],
-                                [root / p for p in sample["path"]], keys, settings["batch_size"])
+    files = [root / p for p in sample["path"]]
+    extracted = sum(runners.extract(settings["runner"], extractor, cache, [extraction.FLIPPED], files, keys,
+                                    settings["batch_size"]) for extractor, cache in zip(extractors, caches))
     print(f"the mirror images of {len(keys)} training images, for the report's flip check: {extracted} extracted now")
-    mirrored = np.concatenate([chunk["features_flipped"] for chunk in cache.rows([extraction.FLIPPED], keys)])
+    chunks = fusion.rows([cache.rows([extraction.FLIPPED], keys) for cache in caches])
+    mirrored = np.concatenate([chunk["features_flipped"] for chunk in chunks])
     return {store.SAMPLE_ROWS: picked, "features_flipped_sample": mirrored}
 
 

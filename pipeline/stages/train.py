@@ -3,7 +3,7 @@ from pipeline import paths
 from pipeline.cli import entry_point
 from pipeline.config import stage_params
 from pipeline.data import duplicates
-from pipeline.features import store
+from pipeline.features import fusion, store
 from pipeline.modeling import evaluation, heads, live, outputs
 from pipeline.modeling.feature_pass import FeaturePass
 from pipeline.modeling.saved_model import SavedModel
@@ -30,7 +30,9 @@ def main(argv):
     )
     model = SavedModel(fitted, train.classes, train.meta["input_size"], tta=result.get("tta", False),
                        preprocessing=FeaturePass(dict(train.meta), layer))
-    approach = "bottleneck" if layer == heads.DEFAULT_LAYER else f"{layer} features"
+    # Named by backbone (or fusion); the intermediate output is a fusion's first backbone's (features.fusion)
+    approach = (f"{train.meta['backbone']} bottleneck" if layer == heads.DEFAULT_LAYER
+                else f"{fusion.parts(train.meta)[0]['backbone']} {layer} features")
     metrics = {"type": spec["type"], "approach": f"{approach} + {spec['type']}", "layer": layer, **result}
     outputs.save(name, model, metrics, predictions, out_of_fold)
     print(outputs.summary(name, metrics))
