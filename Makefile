@@ -1,4 +1,4 @@
-# Run `make help` for the targets. Offline? export VGG16_IMAGENET_WEIGHTS=/path/to/vgg16_notop.h5 first.
+# Run `make help` for the targets. Offline? Set VGG16_IMAGENET_WEIGHTS and MOBILENETV2_IMAGENET_WEIGHTS first (README).
 .DEFAULT_GOAL := help
 VENV := .venv
 BIN := $(VENV)/bin
