@@ -61,10 +61,10 @@ def main(argv):
         sample = mirror_sample(settings, extractors, caches, root, rows) if split == "train" and flips else {}
         seconds = time.perf_counter() - started
         store.write(paths.features_file(split), fusion.rows([cache.rows(views, keys) for cache in caches]),
-                       labels=[classes.index(label) for label in rows["label"]], rel_paths=list(rows["path"]),
-                       classes=classes, started=started, extra=sample,
-                       meta={**provenance, "weights": settings["weights"], "split": split,
-                             "augmented_copies": copies.count, "extracted": extracted})
+                    labels=[classes.index(label) for label in rows["label"]], rel_paths=list(rows["path"]),
+                    classes=classes, started=started, extra=sample,
+                    meta={**provenance, "weights": settings["weights"], "split": split,
+                          "augmented_copies": copies.count, "extracted": extracted})
         speed = f", {extracted / seconds:.1f} images/s" if extracted else ""
         print(f"{split}: {len(rows)} images (+{copies.count} augmented copies each); "
               f"{extracted} extracted now{speed}, the rest from the cache")  # copies of one image count once
