@@ -101,7 +101,7 @@ def feature_network(preprocessing, layers, weights):
     Fused features (pipeline.features.fusion) run every backbone of the fusion on the same images."""
     from pipeline.quiet_keras import keras
 
-    parts = fusion.parts(preprocessing.provenance)
+    parts = feature_pass.backbone_parts(preprocessing.provenance, weights)
     size = int(parts[0]["input_size"])
     images = keras.Input((size, size, 3), name=INPUT)
     outputs = []

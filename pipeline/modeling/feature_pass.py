@@ -37,11 +37,8 @@ class FeaturePass:
         engine and at the precision the features were extracted with; fused as they were for several backbones."""
         from pipeline.features import fusion  # TensorFlow loads only when a head predicts
 
-        parts = fusion.parts(self.provenance)
-        if weights and len(parts) > 1:
-            raise PipelineError(f"--weights names one file, and this model fuses {self.provenance['backbone']}: "
-                                "point each backbone's <NAME>_IMAGENET_WEIGHTS variable at its file instead")
-        return fusion.combine([self.backbone_outputs(part, files, mirrored, weights, batch_size) for part in parts])
+        return fusion.combine([self.backbone_outputs(part, files, mirrored, weights, batch_size)
+                               for part in backbone_parts(self.provenance, weights)])
 
     @staticmethod
     def backbone_outputs(meta, files, mirrored, weights, batch_size):
@@ -55,6 +52,18 @@ class FeaturePass:
         check_weights(meta, extractor.weights_sha256_)
         return {f"{name}{view.suffix}": array for view in extraction.views(mirrored=mirrored)
                 for name, array in extraction.arrays(extractor, view, files, [None] * len(files), batch_size).items()}
+
+
+def backbone_parts(provenance, weights=None):
+    """Each backbone's provenance in a head's features (pipeline.features.fusion.parts), refusing one `weights`
+    file for several backbones: predict and the ONNX export both run them from here."""
+    from pipeline.features import fusion
+
+    parts = fusion.parts(provenance)
+    if weights and len(parts) > 1:
+        raise PipelineError(f"--weights names one file, and this model fuses {provenance['backbone']}: "
+                            "point each backbone's <NAME>_IMAGENET_WEIGHTS variable at its file instead")
+    return parts
 
 
 def check_weights(provenance, digest):
