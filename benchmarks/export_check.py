@@ -27,6 +27,7 @@ from pipeline.modeling import heads
 from pipeline.modeling.feature_pass import FeaturePass
 from pipeline.modeling.finetune import FineTuner, taking_images
 from pipeline.modeling.heads import make_head
+from pipeline.modeling.networks import Views
 from pipeline.modeling.saved_model import SavedModel, average_proba
 
 HEADS = {
@@ -89,7 +90,7 @@ def main():
     models, block4, y, provenance = heads_on(files, labels, classes, weights, args.size, "fp32")
     if "finetuned" in args.rows:
         tuner = FineTuner(models["dense_l2"].model, weights, args.size, "flatten", epochs=1,
-                          expected_sha256=provenance["weights_sha256"]).fit(block4[:, None], y, (block4, y))
+                          expected_sha256=provenance["weights_sha256"]).fit(Views(block4, y), (block4, y))
         models["finetuned"] = SavedModel(taking_images(tuner.model_), classes, args.size, tta=True)
     print(f"{len(new)} {heldout} images of {args.dataset.name}, {args.size} px, every row with TTA")
     print("| row | largest difference in a probability | same labels | ONNX file | predict images/s "

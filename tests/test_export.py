@@ -18,6 +18,7 @@ from pipeline.modeling import heads
 from pipeline.modeling.feature_pass import FeaturePass
 from pipeline.modeling.finetune import FineTuner, taking_images
 from pipeline.modeling.heads import make_head
+from pipeline.modeling.networks import Views
 from pipeline.modeling.saved_model import SavedModel, average_proba
 from pipeline.modeling.scratch import ScratchCNN, without_augmentation
 from tests.conftest import make_tree
@@ -55,7 +56,7 @@ def trained(tmp_path_factory, random_weights):
                                   preprocessing=FeaturePass(provenance, layer))
     block4 = arrays[backbone.INTERMEDIATE]
     tuner = FineTuner(models["dense"].model, str(random_weights), SIZE, "avg", epochs=1, batch_size=8,
-                      expected_sha256=provenance["weights_sha256"]).fit(block4[:, None], y, (block4, y))
+                      expected_sha256=provenance["weights_sha256"]).fit(Views(block4, y), (block4, y))
     models["finetune"] = SavedModel(taking_images(tuner.model_), CLASSES, SIZE, tta=True)
     return models, new
 

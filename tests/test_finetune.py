@@ -32,7 +32,7 @@ def tuned(setup, random_weights, **settings):
     images, intermediate, _, y, head = setup
     tuner = finetune.FineTuner(head, str(random_weights), SIZE, "flatten", epochs=2, patience=2,
                                batch_size=4, learning_rate=1e-2, **settings)
-    return tuner.fit(intermediate[:, None], y, validation=(intermediate, y))
+    return tuner.fit(networks.Views(intermediate, y), validation=(intermediate, y))
 
 
 def test_the_head_as_keras_layers_gives_the_scikit_learn_pipelines_probabilities(setup, random_weights):
@@ -86,9 +86,9 @@ def test_without_a_validation_split_it_stops_on_the_images_the_dense_head_held_b
     train = Features(X=np.arange(6.0)[:, None], y=np.array([0, 1, 0, 1, 0, 1]), paths=train_paths,
                      classes=["a", "b"], meta={})
     dense = SimpleNamespace(stopping_groups_=np.array([groups[1]]))  # the head stopped on image 1 and its copy
-    fit, (stop_X, stop_y) = finetune.stopping_data(train, dense)
+    fit, stop = finetune.stopping_data(train, dense, files=None)  # no validation file to open
     assert fit.tolist() == [True, False, True, True, False, True]
-    assert stop_X.ravel().tolist() == [1.0, 4.0] and stop_y.tolist() == [1, 0]
+    assert stop.take(np.arange(2), np.zeros(2, int)).ravel().tolist() == [1.0, 4.0] and stop.y.tolist() == [1, 0]
 
 
 def test_balanced_class_weight_weights_fine_tuning_by_its_training_images(setup, random_weights, class_weights_seen):
@@ -98,7 +98,7 @@ def test_balanced_class_weight_weights_fine_tuning_by_its_training_images(setup,
     rows = np.r_[np.flatnonzero(y == 0), np.flatnonzero(y == 1)[:2]]  # 8 of class 0, 2 of class 1
     tuner = finetune.FineTuner(head, str(random_weights), SIZE, "flatten", epochs=1, batch_size=4,
                                class_weight="balanced")
-    tuner.fit(intermediate[rows, None], y[rows], validation=(intermediate, y))
+    tuner.fit(networks.Views(intermediate, y, rows=rows), validation=(intermediate, y))
     assert seen["class_weight"] == pytest.approx({0: 10 / 16, 1: 10 / 4})
     with pytest.raises(PipelineError, match="class_weight is 'yes'"):
         tuned(setup, random_weights, class_weight="yes")

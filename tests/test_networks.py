@@ -10,6 +10,7 @@ from pipeline import PipelineError
 from pipeline.modeling import live
 from pipeline.modeling.networks import (
     RandomViews,
+    Views,
     class_weights,
     compile_classifier,
     float64_copy,
@@ -131,7 +132,7 @@ def test_training_stops_early_and_keeps_the_best_epoch(capsys):
 def test_random_views_give_every_image_once_per_epoch_as_one_of_its_views():
     views = np.arange(10 * 3).reshape(10, 3, 1).astype(np.float32)  # image i's view v is 3 i + v
     y = np.arange(10)
-    dataset = RandomViews(views, y, batch_size=4, seed=0)
+    dataset = RandomViews(Views(views[:, 0], y, views[:, 1:]), batch_size=4, seed=0)
     assert len(dataset) == 3
     picks = []
     for _ in range(4):
@@ -161,8 +162,8 @@ def test_class_weights_weight_training_batches_of_random_views_and_the_stopping_
     weights = class_weights("balanced", [0, 1], y)
     model = compile_classifier(keras.Sequential([keras.Input((4,)), output_layer(2)]), 2, keras.optimizers.Adam(0.05))
     stop_X, stop_y = views[:, 0], y
-    history = train(model, RandomViews(views, y, 8, seed=0), (stop_X, stop_y), epochs=3, patience=5,
-                    class_weight=weights)
+    history = train(model, RandomViews(Views(views[:, 0], y, views[:, 1:]), 8, seed=0), (stop_X, stop_y),
+                    epochs=3, patience=5, class_weight=weights)
     sample_weight = np.where(stop_y == 1, weights[1], weights[0])
     weighted = model.evaluate(stop_X, stop_y, sample_weight=sample_weight, verbose=0)[0]
     assert min(history["val_loss"]) == pytest.approx(weighted, rel=1e-4)  # the best epoch's weights are kept

@@ -10,7 +10,8 @@ long this run took to extract and write them.
 """
 import json
 import time
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 
 import h5py
 import numpy as np
@@ -65,21 +66,35 @@ def write(path, chunks, labels, rel_paths, classes, meta, started, extra=None):
 
 def read(path, name="features"):
     """The `name` arrays of a split (features, or the intermediate output for fine-tuning) with labels and paths."""
+    with opened(path, name) as split:
+        return replace(split, **{view: None if array is None else array[:] for view, array in
+                                 (("X", split.X), ("augmented", split.augmented), ("flipped", split.flipped))})
+
+
+@contextmanager
+def opened(path, name="features"):
+    """What read gives, but the arrays left in the file while open: h5py datasets, read as they are indexed.
+
+    Fine-tuning reads them a batch at a time (pipeline.modeling.networks.Views), so its memory does not
+    grow with the images.
+    """
     try:
-        with h5py.File(path, "r") as h5:
+        h5 = h5py.File(path, "r")
+    except OSError as exc:
+        raise unreadable(path, name, exc) from exc
+    with h5:
+        try:
             attrs = dict(h5.attrs)
-            optional = {view: h5[f"{name}_{view}"][:] for view in ("augmented", "flipped")
-                        if f"{name}_{view}" in h5}
-            return Features(
-                X=h5[name][:],
-                y=h5["labels"][:],
-                paths=[p.decode() for p in h5["paths"][:]],
-                classes=json.loads(attrs.pop("classes")),
-                meta=attrs,
-                **optional,
-            )
-    except (OSError, KeyError) as exc:
-        raise PipelineError(f"cannot read {name} from {path} ({exc}): run `dvc repro features`") from exc
+            split = Features(X=h5[name], y=h5["labels"][:], paths=[p.decode() for p in h5["paths"][:]],
+                             classes=json.loads(attrs.pop("classes")), meta=attrs,
+                             augmented=h5.get(f"{name}_augmented"), flipped=h5.get(f"{name}_flipped"))
+        except KeyError as exc:
+            raise unreadable(path, name, exc) from exc
+        yield split
+
+
+def unreadable(path, name, exc):
+    return PipelineError(f"cannot read {name} from {path} ({exc}): run `dvc repro features`")
 
 
 def mirror_sample_rows(keys, size=MIRROR_SAMPLE):

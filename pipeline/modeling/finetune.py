@@ -6,6 +6,8 @@ only the top part and the head. The trained layers are shared with a whole-netwo
 what gets saved and labels new images. pipeline.features.backbone's registry says where each network is cut.
 """
 import time
+from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -84,15 +86,16 @@ class FineTuner(ClassifierMixin, BaseEstimator):
         self.cached_ = keras.Model(top_part.input, head(top_part.output), name="top_and_head")
         return self
 
-    def fit(self, views, y, validation, curves=None):
-        """`views`: (images, views, *intermediate shape); `validation`: (intermediate output, labels), to stop early;
+    def fit(self, views, validation, curves=None):
+        """`views`: the training images' intermediate outputs (networks.Views, read a batch at a time);
+        `validation`: the same, or (intermediate output, labels), to stop early;
         `curves`: a pipeline.modeling.live.Folder for the learning curves."""
         self.classes_ = self.head.classes_
-        weights = networks.class_weights(self.class_weight, self.classes_, y)  # before the backbone loads
+        weights = networks.class_weights(self.class_weight, self.classes_, views.y)  # before the backbone loads
         self.build()
         networks.compile_classifier(self.cached_, len(self.classes_),
                                     keras.optimizers.SGD(self.learning_rate, momentum=self.momentum))
-        data = networks.RandomViews(views, y, self.batch_size, self.random_state)
+        data = networks.RandomViews(views, self.batch_size, self.random_state)
         self.history_ = networks.train(self.cached_, data, validation, self.epochs, self.patience, log=True,
                                        class_weight=weights, curves=curves)
         return self
@@ -126,40 +129,42 @@ def fine_tune(head_name, settings, data_dir, seed, tta, curves=None):
     `settings`: the row's FineTuner settings. Returns (the SavedModel, which takes images, its metrics,
     its held-out predictions); scored on the held-out split with the mirror images averaged in if `tta`.
     `curves`: a pipeline.modeling.live.Folder for the learning curves.
+    The intermediate outputs stay in their files, read a batch at a time, so memory does not grow with the images.
     """
     head = SavedModel.load(paths.model_file(head_name))
-    train = store.read(paths.features_file("train"), backbone.INTERMEDIATE)
     heldout_file = store.heldout_file()
     if heldout_file is None:
         raise PipelineError("fine-tuning is scored on a test or validation split and there is none: "
                             "set data.split.test above 0, or finetune: {} in params.yaml")
-    heldout = store.read(heldout_file, backbone.INTERMEDIATE)
-    meta = train.meta
-    first = fusion.parts(meta)[0]  # with fused features, fine-tuning continues the first listed backbone
-    dense = head.model if "fusion" not in meta else first_backbone_head(head.model, train.paths)
-    tuner = FineTuner(dense, meta["weights"], int(meta["input_size"]), meta["pooling"],
-                      expected_sha256=first["weights_sha256"], random_state=seed,
-                      backbone=first.get("backbone", backbone.DEFAULT), **settings)
-    start = time.perf_counter()
-    fit, validation = stopping_data(train, dense[-1])
-    tuner.fit(train.views()[fit], train.y[fit], validation, curves=curves)
-    seconds = time.perf_counter() - start
-    tta = tta and heldout.flipped is not None
-    proba = tuner.predict_proba(heldout.X, heldout.flipped if tta else None)
-    scores, predictions = evaluation.scores_and_predictions(proba, heldout, train.classes, heldout.meta["split"])
-    sample = slice(0, tuner.batch_size)
-    images = load_images([Path(data_dir) / p for p in train.paths[sample]], tuner.input_size)
-    refitted = f" refitted on {tuner.backbone}'s features" if dense is not head.model else ""
-    metrics = {
-        "type": "finetune",
-        "approach": f"fine-tuned {tuner.backbone} from {backbone.get(tuner.backbone).tuned_from} + {head_name}"
-                    f"{refitted}",
-        "heldout": scores, "fit_seconds": seconds, "epochs": len(tuner.history_["loss"]), "tta": tta,
-        "training_views": int(train.views().shape[1]),
-        **speedup(tuner, images, train.X[sample], train.y[sample]),
-    }
-    model = SavedModel(taking_images(tuner.model_, tuner.backbone), train.classes, tuner.input_size, tta=tta)
-    return model, evaluation.to_builtin(metrics), predictions
+    with ExitStack() as files:
+        train = files.enter_context(store.opened(paths.features_file("train"), backbone.INTERMEDIATE))
+        heldout = files.enter_context(store.opened(heldout_file, backbone.INTERMEDIATE))
+        meta = train.meta
+        first = fusion.parts(meta)[0]  # with fused features, fine-tuning continues the first listed backbone
+        dense = head.model if "fusion" not in meta else first_backbone_head(head.model, train.paths)
+        tuner = FineTuner(dense, meta["weights"], int(meta["input_size"]), meta["pooling"],
+                          expected_sha256=first["weights_sha256"], random_state=seed,
+                          backbone=first.get("backbone", backbone.DEFAULT), **settings)
+        start = time.perf_counter()
+        fit, validation = stopping_data(train, dense[-1], files)
+        tuner.fit(networks.Views(train.X, train.y, train.augmented, rows=fit), validation, curves=curves)
+        seconds = time.perf_counter() - start
+        tta = tta and heldout.flipped is not None
+        proba = tuner.predict_proba(heldout.X, heldout.flipped if tta else None)
+        scores, predictions = evaluation.scores_and_predictions(proba, heldout, train.classes, heldout.meta["split"])
+        sample = slice(0, tuner.batch_size)
+        images = load_images([Path(data_dir) / p for p in train.paths[sample]], tuner.input_size)
+        refitted = f" refitted on {tuner.backbone}'s features" if dense is not head.model else ""
+        metrics = {
+            "type": "finetune",
+            "approach": f"fine-tuned {tuner.backbone} from {backbone.get(tuner.backbone).tuned_from} + {head_name}"
+                        f"{refitted}",
+            "heldout": scores, "fit_seconds": seconds, "epochs": len(tuner.history_["loss"]), "tta": tta,
+            "training_views": 1 + (0 if train.augmented is None else train.augmented.shape[1]),
+            **speedup(tuner, images, train.X[sample], train.y[sample]),
+        }
+        model = SavedModel(taking_images(tuner.model_, tuner.backbone), train.classes, tuner.input_size, tta=tta)
+        return model, evaluation.to_builtin(metrics), predictions
 
 
 def first_backbone_head(head, rel_paths):
@@ -168,27 +173,29 @@ def first_backbone_head(head, rel_paths):
     The head trained on the fusion reads features that one fine-tuned network does not make; this one
     starts already trained on what it will see, as fine-tuning needs, with the same settings and seed.
     """
-    pooled = store.read(paths.features_file("train"))
-    views = fusion.first_block(pooled.views(), pooled.meta)
+    with store.opened(paths.features_file("train")) as pooled:  # only the first backbone's columns are read
+        views = replace(pooled, X=fusion.first_block(pooled.X, pooled.meta), flipped=None, augmented=(
+            None if pooled.augmented is None else fusion.first_block(pooled.augmented, pooled.meta))).views()
     groups = np.repeat(duplicates.image_groups(rel_paths, duplicates.read(paths.DUPLICATES)), views.shape[1])
     return evaluation.fit(head, views.reshape(-1, views.shape[-1]), np.repeat(pooled.y, views.shape[1]),
                           groups=groups)[0]
 
 
-def stopping_data(train, dense):
-    """(training images to fit on, (intermediate output, labels) to stop early on).
+def stopping_data(train, dense, files):
+    """(training images to fit on, networks.Views of the intermediate output to stop early on).
 
     The validation split when there is one besides the reported split. Else the training images
     the dense head itself stopped on (whole images, copies together): they were left out of the
     head's fit and are left out of this one, so the stopping images are unseen by both.
+    `train`: the opened training features; a validation file is opened in `files` (an ExitStack).
     """
     split = catalog.separate_validation_split(s for s in catalog.SPLITS if paths.features_file(s).exists())
     if split:
-        stop = store.read(paths.features_file(split), backbone.INTERMEDIATE)
-        return slice(None), (stop.X, stop.y)
+        stop = files.enter_context(store.opened(paths.features_file(split), backbone.INTERMEDIATE))
+        return slice(None), networks.Views(stop.X, stop.y)
     groups = duplicates.image_groups(train.paths, duplicates.read(paths.DUPLICATES))
     held = np.isin(groups, dense.stopping_groups_)
-    return ~held, (train.X[held], train.y[held])
+    return ~held, networks.Views(train.X, train.y, rows=held)
 
 
 def taking_images(tuned, name=backbone.DEFAULT):

@@ -48,16 +48,19 @@ def train(model, data, validation, epochs, patience, batch_size=None, log=False,
           lr_patience=None, curves=None):
     """Fit with early stopping on validation loss, keeping the best epoch; returns the history.
 
+    `data`: (inputs, targets) or a keras.utils.PyDataset (RandomViews); `validation`: (inputs, labels) or Views.
+
     `log` prints one line per epoch, for the long trainings (fine-tuning, the scratch CNN). With `curves`
     (a pipeline.modeling.live.Folder) the curves also go to DVCLive's files there as the epochs end.
     `class_weight` ({class index: weight}, as class_weights gives) weights the training rows and the
     validation loss alike, so that early stopping watches the loss being minimised. `lr_patience`
     epochs without a better validation loss cut the learning rate to LR_DROP times itself.
     """
-    if class_weight is not None:
-        weights = np.array([class_weight.get(int(label), 1.0) for label in np.asarray(validation[1]).ravel()],
-                           dtype=np.float32)
-        validation = (validation[0], validation[1], weights)
+    if isinstance(validation, tuple):
+        validation = Views(*validation)
+    weights = None if class_weight is None else np.array(
+        [class_weight.get(int(label), 1.0) for label in np.asarray(validation.y).ravel()], dtype=np.float32)
+    validation = InOrder(validation, batch_size or 32, weights)  # Keras's own validation batch size
     stopping = keras.callbacks.EarlyStopping(patience=patience, restore_best_weights=True)
     callbacks = [stopping]
     if lr_patience:
@@ -95,10 +98,10 @@ def float64_copy(model):
 
 def keras_proba(model, X, dtype=np.float32):
     """(len(X), n_classes) float64 probabilities that sum to 1 from a Keras classifier, also of one sigmoid unit."""
-    X = np.asarray(X, dtype=dtype)
     # Called batch by batch: model.predict builds a tf.data pipeline per call, which costs more
-    # than a small head's whole prediction.
-    out = np.concatenate([keras.ops.convert_to_numpy(model(X[start:start + 32], training=False))
+    # than a small head's whole prediction. Converted batch by batch too: `X` may be an h5py dataset.
+    out = np.concatenate([keras.ops.convert_to_numpy(model(np.asarray(X[start:start + 32], dtype=dtype),
+                                                           training=False))
                           for start in range(0, len(X), 32)]).astype(np.float64)
     if out.shape[1] == 1:
         out = np.hstack([1 - out, out])
@@ -126,22 +129,67 @@ def set_aside_stopping_rows(y, groups, fraction, seed):
         return next(splitter.split(y, y, groups))
 
 
-class RandomViews(keras.utils.PyDataset):
-    """Every image once per epoch, as one of its cached views (image or augmented copy) at random."""
+class Views:
+    """Chosen images of a split as their views (image or augmented copy), read a batch at a time.
 
-    def __init__(self, views, y, batch_size, seed):
+    `X` (images, ...) and `augmented` (images, copies, ...) may be h5py datasets: then only the rows a batch
+    asks for are read, so memory does not grow with the images. h5py takes a list of rows only in
+    increasing order, so each batch is read sorted and put back in the order asked. `rows`: the images
+    chosen (indices or a boolean mask), all by default.
+    """
+
+    def __init__(self, X, y, augmented=None, rows=None):
+        self.X, self.augmented = X, augmented
+        self.rows = np.arange(len(y)) if rows is None else np.arange(len(y))[rows]
+        self.y = np.asarray(y)[self.rows]
+        self.count = 1 if augmented is None else 1 + augmented.shape[1]
+
+    def __len__(self):
+        return len(self.rows)
+
+    def take(self, index, view):
+        """The chosen images at positions `index`, each as its view `view` (0: the image, k: its k-th copy)."""
+        rows = self.rows[index]
+        out = np.empty((len(rows), *self.X.shape[1:]), dtype=self.X.dtype)
+        for number in np.unique(view):
+            at = np.flatnonzero(view == number)
+            at = at[np.argsort(rows[at])]
+            out[at] = self.X[rows[at]] if number == 0 else self.augmented[rows[at], number - 1]
+        return out
+
+
+class InOrder(keras.utils.PyDataset):
+    """Views' images in order, as themselves, in batches (with `weights` per image, the sample weights)."""
+
+    def __init__(self, views, batch_size, weights=None):
         super().__init__()
-        self.views, self.y, self.batch_size = views, y, batch_size
+        self.views, self.batch_size, self.weights = views, batch_size, weights
+
+    def __len__(self):
+        return math.ceil(len(self.views) / self.batch_size)
+
+    def __getitem__(self, index):
+        at = np.arange(index * self.batch_size, min((index + 1) * self.batch_size, len(self.views)))
+        batch = (self.views.take(at, np.zeros(len(at), dtype=int)), self.views.y[at])
+        return batch if self.weights is None else (*batch, self.weights[at])
+
+
+class RandomViews(keras.utils.PyDataset):
+    """Every image of `views` (Views) once per epoch, as one of its views (image or augmented copy) at random."""
+
+    def __init__(self, views, batch_size, seed):
+        super().__init__()
+        self.views, self.batch_size = views, batch_size
         self.rng = np.random.default_rng(seed)
         self.on_epoch_end()
 
     def __len__(self):
-        return math.ceil(len(self.y) / self.batch_size)
+        return math.ceil(len(self.views) / self.batch_size)
 
     def __getitem__(self, index):
-        rows = self.order[index * self.batch_size:(index + 1) * self.batch_size]
-        return self.views[rows, self.pick[rows]], self.y[rows]
+        at = self.order[index * self.batch_size:(index + 1) * self.batch_size]
+        return self.views.take(at, self.pick[at]), self.views.y[at]
 
     def on_epoch_end(self):
-        self.order = self.rng.permutation(len(self.y))
-        self.pick = self.rng.integers(0, self.views.shape[1], len(self.y))
+        self.order = self.rng.permutation(len(self.views))
+        self.pick = self.rng.integers(0, self.views.count, len(self.views))
