@@ -1,3 +1,4 @@
+import pickle
 from types import SimpleNamespace
 
 import numpy as np
@@ -12,6 +13,7 @@ from pipeline.files import write_csv
 from pipeline.modeling import finetune, networks
 from pipeline.modeling.heads import make_head
 from pipeline.modeling.saved_model import SavedModel
+from pipeline.quiet_keras import keras
 
 SIZE = 32
 
@@ -113,3 +115,32 @@ def test_without_a_held_out_split_fine_tuning_says_what_to_set(tmp_path, monkeyp
                 [f"train/{i}.png" for i in range(len(y))], ["a", "b"], started=0.0, meta={})
     with pytest.raises(PipelineError, match=r"set data\.split\.test above 0, or finetune: \{\} in params\.yaml"):
         finetune.fine_tune("dense", {}, tmp_path, seed=0, tta=False)
+
+
+def test_fine_tuning_from_the_file_a_batch_at_a_time_learns_what_it_learns_from_the_arrays(setup, random_weights,
+                                                                                          tmp_path):
+    images, intermediate, _, y, head = setup
+    copies = np.flip(intermediate, axis=2)[:, None]  # a second view of each image
+    file = tmp_path / "train.h5"
+    store.write(file, [{backbone.INTERMEDIATE: intermediate, f"{backbone.INTERMEDIATE}_augmented": copies}], list(y),
+                [f"train/{i}.png" for i in range(len(y))], ["a", "b"], started=0.0, meta={})
+    rows = np.arange(len(y)) % 4 != 0
+
+    def tuner(split, validation):
+        # The head's layers are trained in place, so each fit starts from a copy; its dropout layer
+        # draws its seed from the global one as it is unpickled.
+        keras.utils.set_random_seed(0)
+        fresh = finetune.FineTuner(pickle.loads(pickle.dumps(head)), str(random_weights), SIZE, "flatten", epochs=2,
+                                   patience=2, batch_size=4, learning_rate=1e-2)
+        return fresh.fit(networks.Views(split.X, split.y, split.augmented, rows=rows),
+                         networks.Views(validation.X, validation.y, rows=~rows))
+
+    whole = store.read(file, backbone.INTERMEDIATE)
+    in_memory = tuner(whole, whole)
+    with store.opened(file, backbone.INTERMEDIATE) as split:
+        streamed = tuner(split, split)
+        proba = streamed.predict_proba(split.X)
+    assert streamed.history_ == in_memory.history_
+    for ours, theirs in zip(streamed.cached_.get_weights(), in_memory.cached_.get_weights()):
+        np.testing.assert_array_equal(ours, theirs)
+    np.testing.assert_array_equal(proba, in_memory.predict_proba(whole.X))

@@ -1,5 +1,6 @@
 import json
 
+import h5py
 import keras
 import numpy as np
 import pandas as pd
@@ -7,8 +8,11 @@ import pytest
 from sklearn.model_selection import StratifiedGroupKFold
 
 from pipeline import PipelineError
+from pipeline.features import store
+from pipeline.features.backbone import INTERMEDIATE
 from pipeline.modeling import live
 from pipeline.modeling.networks import (
+    InOrder,
     RandomViews,
     Views,
     class_weights,
@@ -215,3 +219,29 @@ def test_each_fit_given_a_folder_starts_its_curves_afresh_and_a_fit_without_one_
     np.testing.assert_allclose(live.read_curves(tmp_path / "live")["val_loss"], last["val_loss"], rtol=1e-6)
     noisy_fit(epochs=2)()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["live"]
+
+
+def test_views_read_from_the_file_a_batch_at_a_time_are_the_batches_of_the_arrays_read_whole(tmp_path):
+    """h5py reads a batch's rows only in increasing order: each batch is still every image in its random place."""
+    rng = np.random.default_rng(0)
+    X, copies = rng.normal(size=(12, 3, 3, 2)), rng.normal(size=(12, 2, 3, 3, 2))
+    y = rng.integers(0, 3, 12)
+    file = tmp_path / "train.h5"
+    store.write(file, [{INTERMEDIATE: X[:5], f"{INTERMEDIATE}_augmented": copies[:5]},
+                       {INTERMEDIATE: X[5:], f"{INTERMEDIATE}_augmented": copies[5:]}],
+                list(y), [f"train/{i}.png" for i in range(12)], ["a", "b", "c"], meta={}, started=0.0)
+    rows = rng.random(12) < 0.7  # the images fine-tuning fits on
+    whole = np.concatenate([X[:, None], copies], axis=1).astype(np.float32)[rows]  # as the arrays were fitted on
+    with store.opened(file, INTERMEDIATE) as split:
+        assert isinstance(split.X, h5py.Dataset)
+        dataset = RandomViews(Views(split.X, split.y, split.augmented, rows=rows), batch_size=4, seed=0)
+        for _ in range(3):
+            for index in range(len(dataset)):
+                batch, labels = dataset[index]
+                at = dataset.order[index * 4:(index + 1) * 4]
+                np.testing.assert_array_equal(batch, whole[at, dataset.pick[at]])
+                np.testing.assert_array_equal(labels, y[rows][at])
+            dataset.on_epoch_end()
+        stopping = InOrder(Views(split.X, split.y, rows=~rows), batch_size=4)
+        np.testing.assert_array_equal(np.concatenate([stopping[i][0] for i in range(len(stopping))]),
+                                      X[~rows].astype(np.float32))

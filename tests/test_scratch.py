@@ -1,11 +1,14 @@
+import h5py
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 from sklearn.base import clone
 
 from pipeline import PipelineError
+from pipeline.data.images import load_image
 from pipeline.modeling import networks
-from pipeline.modeling.scratch import FIXED, NETWORKS, ScratchCNN, train_and_score
+from pipeline.modeling.scratch import FIXED, NETWORKS, ScratchCNN, decoded, train_and_score
 from tests.test_augment import ON
 
 
@@ -75,3 +78,24 @@ def test_without_a_held_out_split_nothing_is_trained_and_the_message_says_what_t
     with pytest.raises(PipelineError, match=r"none: set data\.split\.test above 0, or scratch: \{\} in params\.yaml"):
         train_and_score(cnn, manifest, tmp_path, 32, tta=False)  # the images do not exist: not read either
     assert not hasattr(cnn, "model_")
+
+
+def test_images_decoded_into_a_file_as_uint8_train_the_network_that_float32_arrays_train(tmp_path):
+    """Resized pixels are whole numbers in 0-255, so uint8 loses nothing; the file is read a batch at a time."""
+    rng = np.random.default_rng(4)
+    y = np.repeat([0, 1], 6)
+    files = []
+    for index, label in enumerate(y):
+        pixels = np.clip(rng.normal(70 + 110 * label, 40, (30 + index, 40, 3)), 0, 255).astype(np.uint8)
+        files.append(tmp_path / f"{index}.png")
+        Image.fromarray(pixels).save(files[-1])
+    arrays = np.stack([load_image(file, 24) for file in files])  # float32, as the images were held before
+    with h5py.File(decoded(files, 24, tmp_path / "images.h5"), "r") as h5:
+        images = h5["images"]
+        assert images.dtype == np.uint8
+        np.testing.assert_array_equal(images[:], arrays)
+        streamed = ScratchCNN(ON, epochs=2, batch_size=4).fit(images, y)
+        proba = streamed.predict_proba(images)
+    in_memory = ScratchCNN(ON, epochs=2, batch_size=4).fit(arrays, y)
+    assert streamed.history_ == in_memory.history_
+    np.testing.assert_array_equal(proba, in_memory.predict_proba(arrays))

@@ -1,6 +1,10 @@
 """The baseline: a small CNN trained from scratch on the images, with augmentation."""
+import tempfile
 import time
+from contextlib import ExitStack
+from pathlib import Path
 
+import h5py
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
@@ -19,6 +23,7 @@ OPTIMIZERS = {"adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop
 # 0.99: with 0.99 and a few hundred steps they lagged the weights, and every validation image got
 # the same class for the first epochs on cats-dogs-small (benchmarks/results.md, run 4).
 BN_MOMENTUM = 0.9
+BATCH = 256  # images decoded, or scored, at a time
 
 
 def tutorial_network(dtype):
@@ -103,7 +108,8 @@ class ScratchCNN(ClassifierMixin, BaseEstimator):
             raise PipelineError(f"the {self.network} scratch CNN needs input_size {smallest} or more, not {input_size}")
 
     def fit(self, X, y, validation=None, curves=None):
-        """X: (images, size, size, 3) in 0-255; validation: (X, y) for early stopping, else a slice of X;
+        """X: (images, size, size, 3) in 0-255, an array or an h5py dataset (uint8 keeps a quarter of float32's
+        memory), read a batch at a time; validation: (X, y) for early stopping, else a part of X;
         curves: a pipeline.modeling.live.Folder for the learning curves."""
         self._check(X.shape[1])
         self.classes_, y_index = np.unique(y, return_inverse=True)
@@ -111,16 +117,17 @@ class ScratchCNN(ClassifierMixin, BaseEstimator):
         if validation is None:
             fit, stop = networks.set_aside_stopping_rows(y_index, None, self.validation_fraction,
                                                          self.random_state)
-            (X, y_index), validation = (X[fit], y_index[fit]), (X[stop], y_index[stop])
+            train, validation = networks.Views(X, y_index, rows=fit), networks.Views(X, y_index, rows=stop)
         else:
-            validation = (validation[0], np.searchsorted(self.classes_, validation[1]))
+            train = networks.Views(X, y_index)
+            validation = networks.Views(validation[0], np.searchsorted(self.classes_, validation[1]))
         n_classes = len(self.classes_)
-        weights = networks.class_weights(self.class_weight, self.classes_, self.classes_[y_index])
+        weights = networks.class_weights(self.class_weight, self.classes_, self.classes_[train.y])
         self.model_ = networks.compile_classifier(self._build(X.shape[1], n_classes), n_classes,
                                                   OPTIMIZERS[self.optimizer](self.learning_rate))
-        self.history_ = networks.train(self.model_, (X, y_index), validation, self.epochs,
-                                       self.patience, self.batch_size, log=True, class_weight=weights,
-                                       lr_patience=self.lr_patience, curves=curves)
+        self.history_ = networks.train(self.model_, networks.RandomViews(train, self.batch_size, self.random_state),
+                                       validation, self.epochs, self.patience, self.batch_size, log=True,
+                                       class_weight=weights, lr_patience=self.lr_patience, curves=curves)
         return self
 
     def predict_proba(self, X):
@@ -134,32 +141,47 @@ def train_and_score(cnn, manifest, data_dir, input_size, tta, curves=None):
     part of the training images (ScratchCNN.fit). The score is the saved network's, as predict runs it,
     with the mirror images averaged in if `tta`. `curves`: a pipeline.modeling.live.Folder for the
     learning curves. Returns (the SavedModel, its metrics, its predictions).
+    The images are decoded once into a temporary file and read from it a batch at a time, so memory does
+    not grow with them.
     """
     classes = catalog.class_names(manifest)
     heldout_split = catalog.heldout_split(manifest["split"])
     if heldout_split is None:
         raise PipelineError("the scratch CNN is scored on a test or validation split and there is none: "
                             "set data.split.test above 0, or scratch: {} in params.yaml")
+    with ExitStack() as files:
+        folder = Path(files.enter_context(tempfile.TemporaryDirectory(prefix="scratch-images-")))
 
-    def split_images(split):
-        rows = manifest[manifest["split"] == split]
-        return Features(X=load_images(catalog.split_files(manifest, split, data_dir), input_size),
-                        y=np.array([classes.index(c) for c in rows["label"]]),
-                        paths=list(rows["path"]), classes=classes, meta={"split": split})
+        def split_images(split):
+            rows = manifest[manifest["split"] == split]
+            images = decoded(catalog.split_files(manifest, split, data_dir), input_size, folder / f"{split}.h5")
+            return Features(X=files.enter_context(h5py.File(images, "r"))["images"],
+                            y=np.array([classes.index(c) for c in rows["label"]]),
+                            paths=list(rows["path"]), classes=classes, meta={"split": split})
 
-    train, heldout = split_images("train"), split_images(heldout_split)
-    stop_split = catalog.separate_validation_split(manifest["split"])
-    stop = split_images(stop_split) if stop_split else None
-    start = time.perf_counter()
-    cnn.fit(train.X, train.y, validation=stop and (stop.X, stop.y), curves=curves)
-    seconds = time.perf_counter() - start
-    model = SavedModel(without_augmentation(cnn.model_, cnn.augmentation), classes, input_size, tta=tta)
-    scores, predictions = evaluation.scores_and_predictions(model.predict_proba_arrays(heldout.X), heldout, classes,
-                                                            heldout_split)
+        train, heldout = split_images("train"), split_images(heldout_split)
+        stop_split = catalog.separate_validation_split(manifest["split"])
+        stop = split_images(stop_split) if stop_split else None
+        start = time.perf_counter()
+        cnn.fit(train.X, train.y, validation=stop and (stop.X, stop.y), curves=curves)
+        seconds = time.perf_counter() - start
+        model = SavedModel(without_augmentation(cnn.model_, cnn.augmentation), classes, input_size, tta=tta)
+        proba = np.concatenate([model.predict_proba_arrays(heldout.X[first:first + BATCH])
+                                for first in range(0, len(heldout.y), BATCH)])
+    scores, predictions = evaluation.scores_and_predictions(proba, heldout, classes, heldout_split)
     metrics = {"type": "scratch", "approach": "small CNN from scratch", "heldout": scores,
                "fit_seconds": seconds, "epochs": len(cnn.history_["loss"]), "tta": tta,
                "input_size": input_size, "precision": cnn.precision}
     return model, evaluation.to_builtin(metrics), predictions
+
+
+def decoded(files, size, path):
+    """The images `files` at `size` px, decoded BATCH at a time into `path` (an HDF5 file of uint8, "images")."""
+    with h5py.File(path, "w") as h5:
+        images = h5.create_dataset("images", (len(files), size, size, 3), dtype=np.uint8)
+        for start in range(0, len(files), BATCH):
+            images[start:start + BATCH] = load_images(files[start:start + BATCH], size)
+    return path
 
 
 def without_augmentation(cnn, augmentation):
