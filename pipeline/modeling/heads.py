@@ -109,6 +109,7 @@ LAYERS = {
     "intermediate": (INTERMEDIATE, lambda maps: maps.mean(axis=(-3, -2))),
 }
 DEFAULT_LAYER = "pooled"
+CHUNK = 256  # images whose maps are reduced at once
 
 
 def layer_of(spec):
@@ -117,17 +118,24 @@ def layer_of(spec):
 
 
 def vectors(arrays, layer):
-    """One vector per image (and per view) from the cached arrays of `layer`."""
+    """One vector per image (and per view) from the cached arrays of `layer`, an array or an h5py dataset.
+
+    A map is reduced CHUNK images at a time, so a split's maps are never all in memory, only their vectors.
+    """
     _, reduce = LAYERS[layer]
-    return arrays if reduce is None or arrays is None else reduce(arrays)
+    if arrays is None:
+        return None
+    if reduce is None:
+        return arrays[:]
+    return np.concatenate([reduce(arrays[start:start + CHUNK]) for start in range(0, len(arrays), CHUNK)])
 
 
 def read_vectors(path, layer):
     """A split's features file (pipeline.features.store.Features) as a head of `layer` reads it: one vector per
     image and view."""
-    cached = store.read(path, LAYERS[layer][0])
-    return replace(cached, X=vectors(cached.X, layer), augmented=vectors(cached.augmented, layer),
-                   flipped=vectors(cached.flipped, layer))
+    with store.opened(path, LAYERS[layer][0]) as cached:
+        return replace(cached, X=vectors(cached.X, layer), augmented=vectors(cached.augmented, layer),
+                       flipped=vectors(cached.flipped, layer))
 
 
 def make_head(name, spec, seed=0):

@@ -10,7 +10,6 @@ from cleanlab.outlier import OutOfDistribution
 from pipeline.modeling.heads import LAYERS, vectors
 
 NEIGHBOURS = 10  # cleanlab's default
-CHUNK = 256  # images of intermediate output in memory at once
 
 
 def doubted_labels(out_of_fold, classes):
@@ -36,8 +35,7 @@ def typicality(features_file):
     among photos stands out, as it did not in the pooled features (README, "Training images to look at").
     """
     with h5py.File(features_file, "r") as h5:
-        maps = h5[LAYERS["intermediate"][0]]
-        pooled = np.concatenate([vectors(maps[i:i + CHUNK], "intermediate") for i in range(0, len(maps), CHUNK)])
+        pooled = vectors(h5[LAYERS["intermediate"][0]], "intermediate")
         paths = [p.decode() for p in h5["paths"][:]]
     neighbours = min(NEIGHBOURS, len(pooled) - 1)
     scores = OutOfDistribution(params={"k": neighbours}).fit_score(features=pooled, verbose=False)
