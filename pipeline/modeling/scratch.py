@@ -1,5 +1,6 @@
 """The baseline: a small CNN trained from scratch on the images, with augmentation."""
 import time
+from pathlib import Path
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -8,7 +9,7 @@ from pipeline import PipelineError
 from pipeline.data import augment, catalog
 from pipeline.data.images import load_images
 from pipeline.features.store import Features
-from pipeline.modeling import evaluation, networks
+from pipeline.modeling import evaluation, networks, selection_images
 from pipeline.modeling.saved_model import SavedModel
 from pipeline.quiet_keras import keras
 
@@ -127,13 +128,15 @@ class ScratchCNN(ClassifierMixin, BaseEstimator):
         return networks.keras_proba(self.model_, X)
 
 
-def train_and_score(cnn, manifest, data_dir, input_size, tta, curves=None):
+def train_and_score(cnn, manifest, data_dir, input_size, tta, curves=None, selection=0.0, seed=0):
     """Train `cnn` on the training images of `manifest` at `input_size` px, and score it on the held-out split.
 
-    Early stopping watches the validation split when there is one besides the held-out split, else a
-    part of the training images (ScratchCNN.fit). The score is the saved network's, as predict runs it,
-    with the mirror images averaged in if `tta`. `curves`: a pipeline.modeling.live.Folder for the
-    learning curves. Returns (the SavedModel, its metrics, its predictions).
+    The fraction `selection` of the training images (pipeline.modeling.selection_images, drawn with `seed`)
+    is left out of training and of early stopping, and scored on, once each, for the report's choice. Early
+    stopping watches the validation split when there is one besides the held-out split, else a part of the
+    other training images (ScratchCNN.fit). The score is the saved network's, as predict runs it, with the
+    mirror images averaged in if `tta`. `curves`: a pipeline.modeling.live.Folder for the learning curves.
+    Returns (the SavedModel, its metrics, its predictions, its probabilities on the selection images).
     """
     classes = catalog.class_names(manifest)
     heldout_split = catalog.heldout_split(manifest["split"])
@@ -141,13 +144,19 @@ def train_and_score(cnn, manifest, data_dir, input_size, tta, curves=None):
         raise PipelineError("the scratch CNN is scored on a test or validation split and there is none: "
                             "set data.split.test above 0, or scratch: {} in params.yaml")
 
-    def split_images(split):
-        rows = manifest[manifest["split"] == split]
-        return Features(X=load_images(catalog.split_files(manifest, split, data_dir), input_size),
-                        y=np.array([classes.index(c) for c in rows["label"]]),
+    def images_of(rows, split):
+        return Features(X=load_images([Path(data_dir) / path for path in rows["path"]], input_size),
+                        y=np.array([classes.index(c) for c in rows["label"]], dtype=int),
                         paths=list(rows["path"]), classes=classes, meta={"split": split})
 
-    train, heldout = split_images("train"), split_images(heldout_split)
+    def split_images(split):
+        return images_of(manifest[manifest["split"] == split], split)
+
+    train_rows = manifest[manifest["split"] == "train"]
+    selected = selection_images.mask(list(train_rows["path"]), [classes.index(c) for c in train_rows["label"]],
+                                     classes, selection, seed, "the scratch CNN")
+    train, chosen = images_of(train_rows[~selected], "train"), images_of(train_rows[selected], "train")
+    heldout = split_images(heldout_split)
     stop_split = catalog.separate_validation_split(manifest["split"])
     stop = split_images(stop_split) if stop_split else None
     start = time.perf_counter()
@@ -156,10 +165,12 @@ def train_and_score(cnn, manifest, data_dir, input_size, tta, curves=None):
     model = SavedModel(without_augmentation(cnn.model_, cnn.augmentation), classes, input_size, tta=tta)
     scores, predictions = evaluation.scores_and_predictions(model.predict_proba_arrays(heldout.X), heldout, classes,
                                                             heldout_split)
-    metrics = {"type": "scratch", "approach": "small CNN from scratch", "heldout": scores,
+    chosen_table, chosen_scores = selection_images.scored(lambda X: networks.keras_proba(model.model, X), chosen.X,
+                                                          chosen.y, chosen.paths, classes)
+    metrics = {"type": "scratch", "approach": "small CNN from scratch", "heldout": scores, "selection": chosen_scores,
                "fit_seconds": seconds, "epochs": len(cnn.history_["loss"]), "tta": tta,
                "input_size": input_size, "precision": cnn.precision}
-    return model, evaluation.to_builtin(metrics), predictions
+    return model, evaluation.to_builtin(metrics), predictions, chosen_table
 
 
 def without_augmentation(cnn, augmentation):
