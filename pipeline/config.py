@@ -29,7 +29,7 @@ SCHEMA = {
         "copies": int, "seed": int, "rotation": float, "width_shift": float, "height_shift": float,
         "shear": float, "zoom": float, "horizontal_flip": bool,
     },
-    "evaluate": {"folds": int, "seed": int, "tta": bool},
+    "evaluate": {"folds": int, "seed": int, "tta": bool, "selection": float},
     "heads": dict,
     "finetune": dict,
     "scratch": dict,
@@ -86,6 +86,10 @@ def load_params(path="params.yaml"):
     ):
         if value not in allowed:
             raise PipelineError(f"params.yaml: {where} is {value!r}; use one of {', '.join(allowed)}")
+    selection = params["evaluate"]["selection"]
+    if not 0 <= selection < 1:
+        raise PipelineError(f"params.yaml: evaluate.selection is {selection}; use a fraction from 0 up to below 1 "
+                            "(0.2: a fifth of the training images)")
     check_rows(params)
     return params
 

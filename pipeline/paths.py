@@ -34,3 +34,8 @@ def predictions_file(row):
 def out_of_fold_file(head):
     """Cross-validation's probabilities for every training image (heads only)."""
     return RESULTS / head / "out_of_fold.csv"
+
+
+def selection_file(row):
+    """A row without CV's probabilities on the selection images (pipeline.modeling.selection_images)."""
+    return RESULTS / row / "selection.csv"

@@ -33,7 +33,10 @@ def test_the_headline_is_the_chosen_row_not_the_best_held_out_one():
     })
     line = summary_line("cats", rows, {"target": 0.96})
     assert line["chosen row"] == "chosen_by_cv" and line["held-out accuracy"] == "0.950" and line["met"] == "no"
-    assert line["best held-out (not chosen by it)"] == "0.970"
+    assert line["best held-out (not chosen by it)"] == "0.970" and line["selection accuracy"] == "n/a"
+    tuned = summary_line("cats", rows.assign(chosen=[False, True], cv_accuracy=[0.96, None], selection_accuracy=0.9),
+                         {})
+    assert tuned["chosen row"] == "lucky" and tuned["CV accuracy"] == "n/a" and tuned["selection accuracy"] == "0.900"
 
 
 def test_the_defaults_pass_where_their_chosen_rows_cv_is_within_one_point_of_the_tuned_ones():
@@ -47,6 +50,8 @@ def test_the_defaults_pass_where_their_chosen_rows_cv_is_within_one_point_of_the
     assert table.loc["a", "defaults within 1 point"] == "yes" and table.loc["a", "CV gap, points"] == "+0.5"
     assert table.loc["b", "defaults within 1 point"] == "no" and table.loc["b", "CV gap, points"] == "+2.0"
     assert table.loc["a", "defaults: chosen row"] == "rbf_svm" and table.loc["a", "tuned: held-out accuracy"] == "0.97"
+    no_cv = defaults_against_tuned(summaries.assign(**{"CV accuracy": ["0.980 ± 0.010", "n/a"] * 2}))
+    assert (no_cv["defaults within 1 point"] == "n/a").all()  # a chosen fine-tuned row has no CV to compare
     one_setting = pd.concat([summaries, summaries.iloc[:1].assign(dataset="c")])
     assert list(defaults_against_tuned(one_setting)["dataset"]) == ["a", "b"]  # c ran only the tuned settings
 

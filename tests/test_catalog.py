@@ -102,6 +102,40 @@ def test_copies_of_one_image_land_on_one_side_of_the_split(tmp_path):
     assert set(split) == {"train", "test"}
 
 
+def hashed_manifest(count, split="train", start=0):
+    """A manifest of `count` images with made-up content hashes: what selection_images reads."""
+    numbers = range(start, start + count)
+    return pd.DataFrame({"path": [f"{split}/{n}.png" for n in numbers], "split": split, "label": "cats",
+                         "sha256": [hashlib.sha256(str(n).encode()).hexdigest() for n in numbers]})
+
+
+NO_COPIES = pd.DataFrame(columns=["path", "group"])
+
+
+def test_selection_images_are_the_fraction_of_training_images_stable_when_images_are_added():
+    train, test = hashed_manifest(1000), hashed_manifest(300, split="test", start=5000)
+    manifest = pd.concat([train, test], ignore_index=True)
+    selected = catalog.selection_images(manifest, NO_COPIES, 0.2, seed=42)
+    assert not selected[manifest["split"] == "test"].any()  # held-out images never
+    assert abs(selected.sum() - 200) <= 3 * np.sqrt(1000 * 0.2 * 0.8)
+    more = pd.concat([manifest, hashed_manifest(200, start=2000)], ignore_index=True)
+    again = catalog.selection_images(more, NO_COPIES, 0.2, seed=42)
+    assert again[:len(manifest)].equals(selected)  # adding images moves none in or out
+    assert not catalog.selection_images(manifest, NO_COPIES, 0.2, seed=43).equals(selected)
+    assert not catalog.selection_images(manifest, NO_COPIES, 0.0, seed=42).any()
+    # Another draw than the split's from the same seed: the split's test images are no selection images.
+    split = catalog.content_split(train, NO_COPIES, test=0.2, seed=42)
+    overlap = (split == "test") & catalog.selection_images(train, NO_COPIES, 0.2, seed=42)
+    assert 0 < overlap.sum() < (split == "test").sum()
+
+
+def test_copies_are_selection_images_together_or_not_at_all():
+    manifest = hashed_manifest(200)
+    copies = pd.DataFrame({"path": manifest["path"], "group": np.arange(200) // 2})  # pairs of copies
+    selected = catalog.selection_images(manifest, copies, 0.3, seed=0).to_numpy().reshape(100, 2)
+    assert (selected[:, 0] == selected[:, 1]).all() and selected.any() and not selected.all()
+
+
 @pytest.mark.parametrize("validation, test", [(-0.1, 0.2), (0.5, 0.5), (0.0, 1.0)])
 def test_fractions_that_leave_no_training_images_say_what_is_allowed(validation, test):
     with pytest.raises(PipelineError, match=r"data\.split\.validation and data\.split\.test must be >= 0"):

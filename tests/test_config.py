@@ -47,6 +47,8 @@ def test_a_typo_names_the_key_and_suggests_the_right_one(tmp_path):
     ("augment", "seed", -1, r"augment\.seed is -1; seeds are whole numbers from 0 up"),
     ("data", "duplicates", {"max_distance": 4, "heldout": "ignore"},
      r"data\.duplicates\.heldout is 'ignore'; use one of drop, keep"),
+    ("evaluate", "selection", 1, r"evaluate\.selection is 1; use a fraction from 0 up to below 1"),
+    ("evaluate", "selection", -0.1, r"evaluate\.selection is -0\.1; use a fraction from 0 up to below 1"),
 ])
 def test_wrong_values_are_named(tmp_path, section, key, value, message):
     with pytest.raises(PipelineError, match=message):

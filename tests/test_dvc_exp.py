@@ -88,3 +88,11 @@ def test_a_key_not_yet_in_params_yaml_is_added_with_plus(project):
     assert stages_run(result) == {"train@logreg_intermediate", "report"}
     assert params(project)["heads"]["logreg_intermediate"] == {"type": "logreg", "layer": "intermediate",
                                                                "class_weight": "balanced"}
+
+
+def test_a_new_selection_fraction_reruns_the_report_and_the_rows_without_cv_but_no_head(project):
+    project, _ = project
+    result = dvc(project, "exp", "run", "-S", "evaluate.selection=0.4")
+    assert stages_run(result) == {"report"}  # the scratch CNN is switched off here, and there is no fine-tuning
+    summary = pd.read_csv(project / "reports/summary.csv")
+    assert (summary["selection_images"] > 0).all() and summary["selection_accuracy"].notna().all()

@@ -88,9 +88,40 @@ def test_without_a_validation_split_it_stops_on_the_images_the_dense_head_held_b
     train = Features(X=np.arange(6.0)[:, None], y=np.array([0, 1, 0, 1, 0, 1]), paths=train_paths,
                      classes=["a", "b"], meta={})
     dense = SimpleNamespace(stopping_groups_=np.array([groups[1]]))  # the head stopped on image 1 and its copy
-    fit, stop = finetune.stopping_data(train, dense, files=None)  # no validation file to open
-    assert fit.tolist() == [True, False, True, True, False, True]
-    assert stop.take(np.arange(2), np.zeros(2, int)).ravel().tolist() == [1.0, 4.0] and stop.y.tolist() == [1, 0]
+    selected = np.array([False, False, False, False, False, True])  # image 5: a selection image
+    fit, stop = finetune.stopping_data(train, dense, selected, files=None)  # no validation file to open
+    assert fit.tolist() == [True, False, True, True, False, False]  # neither stopping nor selection images
+    assert stop[:].ravel().tolist() == [1.0, 4.0] and stop.y.tolist() == [1, 0]
+
+
+def test_the_starting_head_is_refitted_without_the_selection_images(tmp_path, monkeypatch, setup):
+    """Fine-tuning starts from a head that never saw a selection image, on the same settings, and it stops on
+    images that head left out, none of them selection images either."""
+    monkeypatch.chdir(tmp_path)
+    _, intermediate, X, y, head = setup
+    train_paths = [f"train/{i}.png" for i in range(len(y))]
+    store.write(paths.features_file("train"), [{"features": X, backbone.INTERMEDIATE: intermediate}], list(y),
+                train_paths, ["a", "b"], started=0.0, meta={})
+    write_csv(paths.DUPLICATES, pd.DataFrame(columns=["group", "path", "split", "label", "kind", "left_out"]))
+    fitted = []
+    monkeypatch.setattr(finetune.evaluation, "fit", recording(finetune.evaluation.fit, fitted))
+    selected = np.arange(len(y)) % 4 == 0
+    assert finetune.starting_head(head, selected & False) is head  # nothing to leave out: the trained head
+    refitted = finetune.starting_head(head, selected)
+    assert refitted is not head and refitted[-1].get_params() == head[-1].get_params()  # same settings and seed
+    np.testing.assert_array_equal(fitted[0], X[~selected])  # the rows it fitted on: every image but the selection ones
+    train = store.read(paths.features_file("train"), backbone.INTERMEDIATE)
+    fit, stop = finetune.stopping_data(train, refitted[-1], selected, files=None)
+    watched = [i for i, row in enumerate(intermediate) if any(np.array_equal(row, s) for s in stop[:])]
+    assert watched and not selected[watched].any() and not (fit & selected).any() and not fit[watched].any()
+
+
+def recording(fit, seen):
+    """evaluation.fit, keeping the rows X of every call in `seen`."""
+    def wrapper(model, X, y, **metadata):
+        seen.append(X)
+        return fit(model, X, y, **metadata)
+    return wrapper
 
 
 def test_balanced_class_weight_weights_fine_tuning_by_its_training_images(setup, random_weights, class_weights_seen):

@@ -1,4 +1,5 @@
 import hashlib
+import json
 import time
 
 import numpy as np
@@ -178,6 +179,25 @@ def test_the_report_shows_the_chosen_row_then_the_checks_then_the_settings(tmp_p
     assert "rotation up to ±90°, every other copy mirrored" in text
     for figure in ("confusion_logreg", "confusion_scratch_cnn", "misclassified", "augmentation", "curve_scratch_cnn"):
         assert f"({figure}.png)" in text and (paths.REPORTS / f"{figure}.png").stat().st_size > 0
+
+
+def test_without_selection_images_rows_without_cv_cannot_be_chosen_and_the_report_says_so(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    names, heads, images, settings = small_results(tmp_path)
+    markdown.write(names, heads, images)
+    summary = pd.read_csv(paths.REPORTS / "summary.csv")
+    assert (summary["selection_images"] == 0).all() and summary["selection_accuracy"].isna().all()
+    assert "so rows without CV cannot be chosen" in (paths.REPORTS / "report.md").read_text()
+    selected = ["train/blue/0.png", "train/red/0.png"]  # the scratch CNN left no selection file: stale results
+    with pytest.raises(PipelineError, match=r"scratch_cnn has no probabilities on the selection images"):
+        markdown.write(names, heads, images, selected=selected)
+    write_csv(paths.selection_file("scratch_cnn"), pd.DataFrame({  # sure and right on both
+        "path": selected, "actual": ["blue", "red"], "p_blue": [0.9, 0.1], "p_red": [0.1, 0.9]}))
+    table = markdown.write(names, heads, images, selected=selected).set_index("row")
+    assert table["selection_accuracy"].to_dict() == {"logreg": 1.0, "scratch_cnn": 1.0}  # a tie: the head stays
+    assert table.loc["logreg", "chosen"] and "**Chosen: logreg** (CV accuracy 0.900 ± 0.010, 1.000 on the 2 " \
+        "selection images)" in (paths.REPORTS / "report.md").read_text()
+    assert json.loads(paths.CHOSEN.read_text())["selection_images"] == 2
 
 
 def rewrite_features(split, flipped=None, extra=None):

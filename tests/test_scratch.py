@@ -1,3 +1,5 @@
+import hashlib
+
 import h5py
 import numpy as np
 import pandas as pd
@@ -5,10 +7,12 @@ import pytest
 from PIL import Image
 from sklearn.base import clone
 
-from pipeline import PipelineError
-from pipeline.data.images import load_image
-from pipeline.modeling import networks
+from pipeline import PipelineError, paths
+from pipeline.data.images import load_image, load_images
+from pipeline.files import write_csv
+from pipeline.modeling import networks, selection_images
 from pipeline.modeling.scratch import FIXED, NETWORKS, ScratchCNN, decoded, train_and_score
+from tests.conftest import make_tree
 from tests.test_augment import ON
 
 
@@ -99,3 +103,35 @@ def test_images_decoded_into_a_file_as_uint8_train_the_network_that_float32_arra
     in_memory = ScratchCNN(ON, epochs=2, batch_size=4).fit(arrays, y)
     assert streamed.history_ == in_memory.history_
     np.testing.assert_array_equal(proba, in_memory.predict_proba(arrays))
+
+
+@pytest.mark.parametrize("splits", [("train", "test"), ("train", "validation", "test")])
+def test_the_scratch_cnn_never_trains_or_stops_on_a_selection_image_and_is_scored_on_them(tmp_path, monkeypatch,
+                                                                                         splits):
+    """With and without a validation split: every image it fits and stops on lies outside the selection images."""
+    monkeypatch.chdir(tmp_path)
+    images = make_tree(tmp_path / "images", splits=splits, per_class=6)
+    files = sorted(images.rglob("*.png"))
+    manifest = pd.DataFrame({"path": [f.relative_to(images).as_posix() for f in files],
+                             "split": [f.parts[-3] for f in files], "label": [f.parent.name for f in files],
+                             "sha256": [hashlib.sha256(f.read_bytes()).hexdigest() for f in files]})
+    write_csv(paths.MANIFEST, manifest)
+    write_csv(paths.DUPLICATES, pd.DataFrame(columns=["group", "path", "split", "label", "kind", "left_out"]))
+    selected = selection_images.selected_paths(0.4, seed=0)
+    pixels = {path: load_images([images / path], 32)[0].tobytes() for path in manifest["path"]}
+    seen = []
+    fit = ScratchCNN.fit
+
+    def recording(self, X, y, validation=None, curves=None):
+        seen.extend(np.asarray(x, np.uint8).tobytes() for x in X)  # what it fits on, then stops on
+        seen.extend(np.asarray(x, np.uint8).tobytes() for x in (validation[0] if validation else []))
+        return fit(self, X, y, validation, curves)
+
+    monkeypatch.setattr(ScratchCNN, "fit", recording)
+    _, metrics, _, scored = train_and_score(ScratchCNN(epochs=1, batch_size=4), manifest, images, 32, tta=True,
+                                            selection=0.4, seed=0)
+    trained_on = {path for path, image in pixels.items() if image in set(seen)}
+    assert selected and not trained_on & set(selected)
+    assert trained_on >= set(manifest.loc[manifest["split"] == "train", "path"]) - set(selected)
+    assert scored["path"].tolist() == selected and metrics["selection"]["images"] == len(selected)
+    assert 0 <= metrics["selection"]["accuracy"] <= 1

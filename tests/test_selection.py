@@ -67,3 +67,54 @@ def test_choice_ties_go_to_the_lower_log_loss():
                           "cv_log_loss": [0.4, 0.2, np.nan]})
     assert selection.choose(table) == "b_sure"
     assert selection.choose(table.iloc[[2]]) is None
+
+
+def rows(selection_right, images=20, cv=(0.9, 0.8, None, None)):
+    """A comparison table: heads a and b with CV, finetune_top and scratch_cnn without; `selection_right` images
+    of `images` right per row, log loss 0.3 each."""
+    names = ["a", "b", "finetune_top", "scratch_cnn"]
+    return pd.DataFrame({"row": names, "cv_accuracy": [np.nan if c is None else c for c in cv],
+                         "cv_log_loss": [0.3, 0.3, np.nan, np.nan], "selection_images": images,
+                         "selection_accuracy": np.array(selection_right) / images, "selection_log_loss": 0.3})
+
+
+@pytest.mark.parametrize("right, chosen", [
+    ([15, 18, 17, 16], "finetune_top"),  # more right than the CV winner a: fine-tuning is chosen
+    ([17, 18, 16, 12], "a"),  # fewer than a (b's better selection score does not count: b lost in CV)
+    ([17, 12, 17, 17], "a"),  # a tie stays with the CV winner
+    ([15, 12, 16, 19], "scratch_cnn"),  # of two rows that beat a, the one with the most right
+])
+def test_a_row_without_cv_is_chosen_only_with_more_selection_images_right_than_the_cv_winner(right, chosen):
+    assert selection.choose(rows(right)) == chosen
+
+
+def test_rows_without_cv_tied_on_selection_go_to_the_lower_selection_log_loss_and_stand_alone_without_heads():
+    table = rows([10, 10, 18, 18]).assign(selection_log_loss=[0.3, 0.3, 0.5, 0.2])
+    assert selection.choose(table) == "scratch_cnn"
+    assert selection.choose(table.iloc[2:]) == "scratch_cnn"  # no head: the best row without CV
+    assert selection.choose(rows([10, 10, 18, 18]).assign(selection_images=0, selection_accuracy=np.nan)) == "a"
+
+
+def write_selection(name, proba, selected):
+    write_csv(paths.selection_file(name), pd.concat([pd.DataFrame(
+        {"path": selected, "actual": np.array(CLASSES)[[int(p[-5]) % 2 for p in selected]]}),
+        probability_columns(proba, CLASSES)], axis=1))
+
+
+def test_every_row_is_scored_on_the_same_selection_images_and_a_stale_file_says_run_dvc_repro(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    folds = np.repeat([0, 1], 10)
+    write_head("a", right_then_wrong(20, 20, 0.9), right_then_wrong(4, 4, 0.9), folds)  # right on all 20
+    write_head("b", right_then_wrong(20, 10, 0.95), right_then_wrong(4, 4, 0.9), folds)  # right on the first 10
+    selected = [f"train/{i}.png" for i in (2, 3, 12, 13)]  # a gets 4 right, b 2, their average 2 (b is surer)
+    write_selection("finetune_top", right_then_wrong(4, 3, 0.8), selected)  # 3 right
+    scores = selection.selection_scores(["a", "b", "ensemble", "finetune_top"], ["a", "b"], CLASSES, selected)
+    right = scores.set_index("row").eval("selection_accuracy * selection_images")
+    assert right.to_dict() == {"a": 4, "b": 2, "ensemble": 2, "finetune_top": 3}
+    assert (scores["selection_images"] == 4).all() and scores["selection_log_loss"].notna().all()
+    empty = selection.selection_scores(["a", "finetune_top"], ["a"], CLASSES, [])
+    assert empty["selection_images"].tolist() == [0, 0] and empty["selection_accuracy"].isna().all()
+    with pytest.raises(PipelineError, match="other selection images .* run `dvc repro`"):
+        selection.selection_scores(["finetune_top"], [], CLASSES, selected[:3])
+    with pytest.raises(PipelineError, match=r"scratch_cnn has no probabilities on the selection images .* `dvc repro`"):
+        selection.selection_scores(["scratch_cnn"], [], CLASSES, selected)

@@ -6,6 +6,7 @@ on real photos.
 """
 import importlib
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +14,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from pipeline import paths
+from pipeline import paths, predict
 from pipeline.features import store
-from pipeline.modeling import live
+from pipeline.modeling import live, selection_images
 from pipeline.modeling.saved_model import SavedModel
 from tests.conftest import make_tree
 
@@ -23,6 +24,7 @@ PROJECT = Path(__file__).resolve().parents[1]
 PER_CLASS = 6  # per class and split: 12 training and 12 test images
 ROWS = {"heads": ["logreg", "logreg_intermediate", "dense"], "finetune": ["finetune_top"],
         "scratch": ["scratch_cnn", "scratch_at_backbone_size"]}
+SELECTION = 0.2  # params.yaml's: two of the 12 training images at the shipped seed
 
 
 def stage(name, *argv):
@@ -36,7 +38,7 @@ def tiny_params(images, weights):
     params["backbone"].update(name="vgg16", weights=str(weights), input_size=32, engine="keras", precision="fp32",
                               batch_size=8, runner="local")  # a VGG16 weights file: VGG16 alone
     params["augment"].update(copies=1, horizontal_flip=True)
-    params["evaluate"].update(folds=2, tta=True)
+    params["evaluate"].update(folds=2, tta=True, selection=SELECTION)
     params["heads"] = {"logreg": {"type": "logreg", "C": 1.0},
                        "logreg_intermediate": {"type": "logreg", "layer": "intermediate"},
                        "dense": {"type": "dense", "scale": "l2", "units": 16, "epochs": 3, "patience": 2}}
@@ -149,14 +151,49 @@ def test_a_scratch_cnn_runs_at_the_backbones_size_unless_it_sets_its_own_and_the
     assert "input px" in (project / paths.REPORTS / "report.md").read_text()
 
 
-def test_the_report_compares_every_row_and_chooses_a_head_or_the_ensemble(project):
+def test_the_report_compares_every_row_on_the_selection_images_and_chooses_one(project, monkeypatch):
     summary = pd.read_csv(project / paths.REPORTS / "summary.csv")
     assert sorted(summary["row"]) == sorted([*ROWS["heads"], "ensemble", *ROWS["finetune"], *ROWS["scratch"]])
     assert (summary["images"] == 2 * PER_CLASS).all()
-    chosen = json.loads((project / paths.CHOSEN).read_text())
-    assert chosen["row"] in [*ROWS["heads"], "ensemble"]  # fine-tuning and scratch rows are never candidates
+    monkeypatch.chdir(project)
+    selected = selection_images.selected_paths(SELECTION, seed=42)
+    assert 0 < len(selected) < 2 * PER_CLASS and (summary["selection_images"] == len(selected)).all()
+    assert summary["selection_accuracy"].notna().all() and summary["selection_log_loss"].notna().all()
+    for name in (*ROWS["finetune"], *ROWS["scratch"]):  # scored on the very images they left out
+        assert pd.read_csv(paths.selection_file(name))["path"].tolist() == selected
+    chosen = json.loads(paths.CHOSEN.read_text())
     assert summary.loc[summary["chosen"], "row"].tolist() == [chosen["row"]]
-    assert f"**Chosen: {chosen['row']}**" in (project / paths.REPORTS / "report.md").read_text()
+    assert chosen["selection_images"] == len(selected) and "strictly more selection images right" in chosen["rule"]
+    assert f"**Chosen: {chosen['row']}**" in Path(paths.REPORTS / "report.md").read_text()
+
+
+def test_a_fine_tuned_row_is_chosen_only_when_it_gets_more_selection_images_right_and_predict_follows(
+        project, tmp_path, monkeypatch):
+    copy = shutil.copytree(project, tmp_path / "project")
+    monkeypatch.chdir(copy)
+    selected = selection_images.selected_paths(SELECTION, seed=42)
+
+    def rewrite(file, right):
+        """The probabilities in `file` made sure and right (or wrong) on the selection images."""
+        table = pd.read_csv(file)
+        on = table["path"].isin(selected)
+        truth = table["actual"] == "red"
+        table.loc[on, "p_red"] = np.where(truth[on] == right, 0.9, 0.1)
+        table.loc[on, "p_blue"] = 1 - table.loc[on, "p_red"]
+        table.to_csv(file, index=False)
+
+    rewrite(paths.selection_file("finetune_top"), right=False)
+    stage("report")
+    assert json.loads(paths.CHOSEN.read_text())["row"] in [*ROWS["heads"], "ensemble"]
+    rewrite(paths.selection_file("finetune_top"), right=True)
+    for name in ROWS["heads"]:
+        rewrite(paths.out_of_fold_file(name), right=False)
+    stage("report")
+    chosen = json.loads(paths.CHOSEN.read_text())
+    assert chosen["row"] == "finetune_top" and chosen["models"] == [str(paths.model_file("finetune_top"))]
+    assert chosen["selection_accuracy"] == 1.0 and chosen["cv_accuracy"] is None
+    predict.main([str(project.parent / "images" / "test"), "-o", "labels.csv"])  # the chosen row by default
+    assert len(pd.read_csv("labels.csv")) == 2 * PER_CLASS
 
 
 def test_a_report_with_a_row_not_yet_trained_says_to_run_dvc_repro(project, monkeypatch, capsys):

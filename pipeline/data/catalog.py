@@ -199,25 +199,44 @@ def check_fractions(validation, test):
 def content_split(manifest, copies, validation=0.0, test=0.2, seed=42):
     """The split of each image of an unsplit folder, decided by its content alone.
 
-    Each image gets a place in [0, 1) from a hash of its sha256 and `seed`: below `test` it is a test
-    image, at or above 1 - `validation` a validation image, else a training image. No other image
-    takes part, so adding, removing or renaming images never moves one that was there, and raising
-    one fraction only moves images between that split and train. The price: a class's counts are
-    binomial around the fractions, not cut exactly (README, "Your own images"). Every image of a
-    group of `copies` (pipeline.data.duplicates) takes the place of its group's smallest sha256, so
-    copies stay on one side; an added copy of an image can therefore move it.
+    Each image gets a place in [0, 1) (content_places): below `test` it is a test image, at or above
+    1 - `validation` a validation image, else a training image. No other image takes part, so adding,
+    removing or renaming images never moves one that was there, and raising one fraction only moves
+    images between that split and train. The price: a class's counts are binomial around the
+    fractions, not cut exactly (README, "Your own images").
     """
     check_fractions(validation, test)
-    group_of = manifest["path"].map(dict(zip(copies["path"], copies["group"])))
-    key = manifest["sha256"].where(group_of.isna(), manifest["sha256"].groupby(group_of).transform("min"))
-    place = key.map(lambda sha256: position(sha256, seed))
+    place = content_places(manifest, copies, seed)
     split = pd.Series("train", index=manifest.index)
     return split.mask(place < test, "test").mask(place >= 1 - validation, "validation")
 
 
-def position(sha256, seed):
-    """A uniform number in [0, 1) from an image's sha256 and the split's seed."""
-    digest = hashlib.sha256(f"{seed}:{sha256}".encode()).digest()
+def selection_images(manifest, copies, fraction, seed):
+    """Whether each manifest row is a selection image: a training image at a place below `fraction`.
+
+    Rows without CV (fine-tuning, the scratch CNN) neither fit nor stop on these, and every row is scored
+    on them to choose among all rows (pipeline.report.selection). Drawn by content as content_split
+    draws the split, from another salt, so the two draws are independent even from one seed, and adding
+    images never moves another in or out.
+    """
+    place = content_places(manifest, copies, seed, salt="selection:")
+    return (manifest["split"] == "train") & (place < fraction)
+
+
+def content_places(manifest, copies, seed, salt=""):
+    """Each image's uniform place in [0, 1) from a hash of `salt`, `seed` and its sha256 alone.
+
+    Every image of a group of `copies` (pipeline.data.duplicates) takes the place of its group's
+    smallest sha256, so copies stay on one side; an added copy of an image can therefore move it.
+    """
+    group_of = manifest["path"].map(dict(zip(copies["path"], copies["group"])))
+    key = manifest["sha256"].where(group_of.isna(), manifest["sha256"].groupby(group_of).transform("min"))
+    return key.map(lambda sha256: position(sha256, seed, salt))
+
+
+def position(sha256, seed, salt=""):
+    """A uniform number in [0, 1) from an image's sha256, a seed and a salt naming the draw."""
+    digest = hashlib.sha256(f"{salt}{seed}:{sha256}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2 ** 64
 
 

@@ -18,7 +18,7 @@ from pipeline import PipelineError, paths
 from pipeline.data import catalog, duplicates
 from pipeline.data.images import load_images
 from pipeline.features import backbone, fusion, store
-from pipeline.modeling import evaluation, networks
+from pipeline.modeling import evaluation, networks, selection_images
 from pipeline.modeling.evaluation import average_with_mirror
 from pipeline.modeling.heads import DenseHead
 from pipeline.modeling.saved_model import SavedModel
@@ -123,11 +123,13 @@ def speedup(tuner, images, intermediate, labels):
     return {"full_seconds_per_image": full, "cached_seconds_per_image": cached, "speedup": full / cached}
 
 
-def fine_tune(head_name, settings, data_dir, seed, tta, curves=None):
+def fine_tune(head_name, settings, data_dir, seed, tta, curves=None, selection=0.0):
     """Fine-tune the backbone's top block with the trained dense head `head_name`, on the cached features.
 
-    `settings`: the row's FineTuner settings. Returns (the SavedModel, which takes images, its metrics,
-    its held-out predictions); scored on the held-out split with the mirror images averaged in if `tta`.
+    `settings`: the row's FineTuner settings. The fraction `selection` of the training images
+    (pipeline.modeling.selection_images) is left out of everything, the starting head's fit included.
+    Returns (the SavedModel, which takes images, its metrics, its held-out predictions, its probabilities on the
+    selection images); scored on the held-out split with the mirror images averaged in if `tta`.
     `curves`: a pipeline.modeling.live.Folder for the learning curves.
     The intermediate outputs stay in their files, read a batch at a time, so memory does not grow with the images.
     """
@@ -141,48 +143,64 @@ def fine_tune(head_name, settings, data_dir, seed, tta, curves=None):
         heldout = files.enter_context(store.opened(heldout_file, backbone.INTERMEDIATE))
         meta = train.meta
         first = fusion.parts(meta)[0]  # with fused features, fine-tuning continues the first listed backbone
-        dense = head.model if "fusion" not in meta else first_backbone_head(head.model, train.paths)
+        selected = selection_images.mask(train.paths, train.y, train.classes, selection, seed, "fine-tuning")
+        dense = starting_head(head.model, selected)
         tuner = FineTuner(dense, meta["weights"], int(meta["input_size"]), meta["pooling"],
                           expected_sha256=first["weights_sha256"], random_state=seed,
                           backbone=first.get("backbone", backbone.DEFAULT), **settings)
         start = time.perf_counter()
-        fit, validation = stopping_data(train, dense[-1], files)
+        fit, validation = stopping_data(train, dense[-1], selected, files)
         tuner.fit(networks.Views(train.X, train.y, train.augmented, rows=fit), validation, curves=curves)
         seconds = time.perf_counter() - start
         tta = tta and heldout.flipped is not None
         proba = tuner.predict_proba(heldout.X, heldout.flipped if tta else None)
         scores, predictions = evaluation.scores_and_predictions(proba, heldout, train.classes, heldout.meta["split"])
+        chosen_table, chosen_scores = selection_images.scored(
+            tuner.predict_proba, networks.Views(train.X, train.y, rows=selected), train.y[selected],
+            np.asarray(train.paths)[selected], train.classes)
         sample = slice(0, tuner.batch_size)
         images = load_images([Path(data_dir) / p for p in train.paths[sample]], tuner.input_size)
-        refitted = f" refitted on {tuner.backbone}'s features" if dense is not head.model else ""
+        refitted = (f" refitted on {tuner.backbone}'s features" if "fusion" in meta
+                    else " refitted" * bool(selected.any())) + " without the selection images" * bool(selected.any())
         metrics = {
             "type": "finetune",
             "approach": f"fine-tuned {tuner.backbone} from {backbone.get(tuner.backbone).tuned_from} + {head_name}"
                         f"{refitted}",
-            "heldout": scores, "fit_seconds": seconds, "epochs": len(tuner.history_["loss"]), "tta": tta,
+            "heldout": scores, "selection": chosen_scores, "fit_seconds": seconds,
+            "epochs": len(tuner.history_["loss"]), "tta": tta,
             "training_views": 1 + (0 if train.augmented is None else train.augmented.shape[1]),
             **speedup(tuner, images, train.X[sample], train.y[sample]),
         }
         model = SavedModel(taking_images(tuner.model_, tuner.backbone), train.classes, tuner.input_size, tta=tta)
-        return model, evaluation.to_builtin(metrics), predictions
+        return model, evaluation.to_builtin(metrics), predictions, chosen_table
 
 
-def first_backbone_head(head, rel_paths):
-    """The dense head `head`, fitted again on the first backbone's part of fused features alone.
+def starting_head(head, selected):
+    """The dense head `head` to start from: fitted again, same settings and seed, where it saw what it must not.
 
-    The head trained on the fusion reads features that one fine-tuned network does not make; this one
-    starts already trained on what it will see, as fine-tuning needs, with the same settings and seed.
+    The head of the train stage saw every training image, the selection images (`selected`) too, and with
+    fused features it reads features that one fine-tuned network does not make. The refit leaves the
+    selection images out and reads the first backbone's part alone, so fine-tuning starts from a head
+    already trained on what it will see, as it needs, that never saw the images the report chooses on.
     """
-    with store.opened(paths.features_file("train")) as pooled:  # only the first backbone's columns are read
-        views = replace(pooled, X=fusion.first_block(pooled.X, pooled.meta), flipped=None, augmented=(
-            None if pooled.augmented is None else fusion.first_block(pooled.augmented, pooled.meta))).views()
-    groups = np.repeat(duplicates.image_groups(rel_paths, duplicates.read(paths.DUPLICATES)), views.shape[1])
-    return evaluation.fit(head, views.reshape(-1, views.shape[-1]), np.repeat(pooled.y, views.shape[1]),
-                          groups=groups)[0]
+    with store.opened(paths.features_file("train")) as pooled:
+        fused = "fusion" in pooled.meta
+        if not fused and not selected.any():
+            return head
+
+        def first_part(array):  # of fused features only the first backbone's columns are read
+            return None if array is None else fusion.first_block(array, pooled.meta)[:]
+        views = replace(pooled, X=first_part(pooled.X), augmented=first_part(pooled.augmented), flipped=None).views()
+    views = views[~selected]
+    groups = duplicates.image_groups(pooled.paths, duplicates.read(paths.DUPLICATES))[~selected]
+    n_views = views.shape[1]
+    return evaluation.fit(head, views.reshape(-1, views.shape[-1]), np.repeat(pooled.y[~selected], n_views),
+                          groups=np.repeat(groups, n_views))[0]
 
 
-def stopping_data(train, dense, files):
-    """(training images to fit on, networks.Views of the intermediate output to stop early on).
+def stopping_data(train, dense, selected, files):
+    """(training images to fit on, networks.Views of the intermediate output to stop early on); neither holds a
+    `selected` one.
 
     The validation split when there is one besides the reported split. Else the training images
     the dense head itself stopped on (whole images, copies together): they were left out of the
@@ -192,10 +210,10 @@ def stopping_data(train, dense, files):
     split = catalog.separate_validation_split(s for s in catalog.SPLITS if paths.features_file(s).exists())
     if split:
         stop = files.enter_context(store.opened(paths.features_file(split), backbone.INTERMEDIATE))
-        return slice(None), networks.Views(stop.X, stop.y)
+        return ~selected, networks.Views(stop.X, stop.y)
     groups = duplicates.image_groups(train.paths, duplicates.read(paths.DUPLICATES))
-    held = np.isin(groups, dense.stopping_groups_)
-    return ~held, networks.Views(train.X, train.y, rows=held)
+    held = np.isin(groups, dense.stopping_groups_)  # outside the selection images: the head was refitted without
+    return ~held & ~selected, networks.Views(train.X, train.y, rows=held)
 
 
 def taking_images(tuned, name=backbone.DEFAULT):

@@ -147,6 +147,11 @@ class Views:
     def __len__(self):
         return len(self.rows)
 
+    def __getitem__(self, index):
+        """The chosen images at `index` (positions, or a slice of them) as themselves: Views read as an array."""
+        at = np.arange(len(self))[index]
+        return self.take(at, np.zeros(len(at), dtype=int))
+
     def take(self, index, view):
         """The chosen images at positions `index`, each as its view `view` (0: the image, k: its k-th copy)."""
         rows = self.rows[index]
@@ -169,8 +174,8 @@ class InOrder(keras.utils.PyDataset):
         return math.ceil(len(self.views) / self.batch_size)
 
     def __getitem__(self, index):
-        at = np.arange(index * self.batch_size, min((index + 1) * self.batch_size, len(self.views)))
-        batch = (self.views.take(at, np.zeros(len(at), dtype=int)), self.views.y[at])
+        at = slice(index * self.batch_size, (index + 1) * self.batch_size)
+        batch = (self.views[at], self.views.y[at])
         return batch if self.weights is None else (*batch, self.weights[at])
 
 

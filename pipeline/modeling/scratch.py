@@ -12,7 +12,7 @@ from pipeline import PipelineError
 from pipeline.data import augment, catalog
 from pipeline.data.images import load_images
 from pipeline.features.store import Features
-from pipeline.modeling import evaluation, networks
+from pipeline.modeling import evaluation, networks, selection_images
 from pipeline.modeling.saved_model import SavedModel
 from pipeline.quiet_keras import keras
 
@@ -134,13 +134,15 @@ class ScratchCNN(ClassifierMixin, BaseEstimator):
         return networks.keras_proba(self.model_, X)
 
 
-def train_and_score(cnn, manifest, data_dir, input_size, tta, curves=None):
+def train_and_score(cnn, manifest, data_dir, input_size, tta, curves=None, selection=0.0, seed=0):
     """Train `cnn` on the training images of `manifest` at `input_size` px, and score it on the held-out split.
 
-    Early stopping watches the validation split when there is one besides the held-out split, else a
-    part of the training images (ScratchCNN.fit). The score is the saved network's, as predict runs it,
-    with the mirror images averaged in if `tta`. `curves`: a pipeline.modeling.live.Folder for the
-    learning curves. Returns (the SavedModel, its metrics, its predictions).
+    The fraction `selection` of the training images (pipeline.modeling.selection_images, drawn with `seed`)
+    is left out of training and of early stopping, and scored on, once each, for the report's choice. Early
+    stopping watches the validation split when there is one besides the held-out split, else a part of the
+    other training images (ScratchCNN.fit). The score is the saved network's, as predict runs it, with the
+    mirror images averaged in if `tta`. `curves`: a pipeline.modeling.live.Folder for the learning curves.
+    Returns (the SavedModel, its metrics, its predictions, its probabilities on the selection images).
     The images are decoded once into a temporary file and read from it a batch at a time, so memory does
     not grow with them.
     """
@@ -152,14 +154,21 @@ def train_and_score(cnn, manifest, data_dir, input_size, tta, curves=None):
     with ExitStack() as files:
         folder = Path(files.enter_context(tempfile.TemporaryDirectory(prefix="scratch-images-")))
 
-        def split_images(split):
-            rows = manifest[manifest["split"] == split]
-            images = decoded(catalog.split_files(manifest, split, data_dir), input_size, folder / f"{split}.h5")
+        def images_of(rows, name, split):
+            images = decoded([Path(data_dir) / path for path in rows["path"]], input_size, folder / f"{name}.h5")
             return Features(X=files.enter_context(h5py.File(images, "r"))["images"],
-                            y=np.array([classes.index(c) for c in rows["label"]]),
+                            y=np.array([classes.index(c) for c in rows["label"]], dtype=int),
                             paths=list(rows["path"]), classes=classes, meta={"split": split})
 
-        train, heldout = split_images("train"), split_images(heldout_split)
+        def split_images(split):
+            return images_of(manifest[manifest["split"] == split], split, split)
+
+        train_rows = manifest[manifest["split"] == "train"]
+        selected = selection_images.mask(list(train_rows["path"]), [classes.index(c) for c in train_rows["label"]],
+                                         classes, selection, seed, "the scratch CNN")
+        train = images_of(train_rows[~selected], "train", "train")
+        chosen = images_of(train_rows[selected], "selection", "train")
+        heldout = split_images(heldout_split)
         stop_split = catalog.separate_validation_split(manifest["split"])
         stop = split_images(stop_split) if stop_split else None
         start = time.perf_counter()
@@ -168,11 +177,13 @@ def train_and_score(cnn, manifest, data_dir, input_size, tta, curves=None):
         model = SavedModel(without_augmentation(cnn.model_, cnn.augmentation), classes, input_size, tta=tta)
         proba = np.concatenate([model.predict_proba_arrays(heldout.X[first:first + BATCH])
                                 for first in range(0, len(heldout.y), BATCH)])
+        chosen_table, chosen_scores = selection_images.scored(lambda X: networks.keras_proba(model.model, X),
+                                                              chosen.X, chosen.y, chosen.paths, classes)
     scores, predictions = evaluation.scores_and_predictions(proba, heldout, classes, heldout_split)
-    metrics = {"type": "scratch", "approach": "small CNN from scratch", "heldout": scores,
+    metrics = {"type": "scratch", "approach": "small CNN from scratch", "heldout": scores, "selection": chosen_scores,
                "fit_seconds": seconds, "epochs": len(cnn.history_["loss"]), "tta": tta,
                "input_size": input_size, "precision": cnn.precision}
-    return model, evaluation.to_builtin(metrics), predictions
+    return model, evaluation.to_builtin(metrics), predictions, chosen_table
 
 
 def decoded(files, size, path):

@@ -1,6 +1,7 @@
 """The comparison of every row (heads, their ensemble, fine-tuning, scratch CNN): one table and its figures.
 
-One row is chosen before the held-out split is looked at (pipeline.report.selection: by CV accuracy).
+One row is chosen before the held-out split is looked at (pipeline.report.selection: by CV accuracy, then
+on the selection images against the rows without CV).
 Every row's held-out accuracy gets an exact 95% interval, and every other row an exact McNemar
 test against the chosen one on the same images, Holm-adjusted for the number of rows compared.
 Keras rows get learning curves; the chosen row's mistakes are shown as images, and so are the
@@ -20,7 +21,7 @@ from pipeline.data import catalog, duplicates
 from pipeline.data.images import load_image
 from pipeline.features import store
 from pipeline.files import read_table, write_csv, write_json, write_text
-from pipeline.modeling import live
+from pipeline.modeling import evaluation, live
 from pipeline.report import plots, quality, selection, setting_warnings, stats
 
 SIGNIFICANCE = 0.05
@@ -63,13 +64,15 @@ def summary_row(name, metrics, predictions):
     }
 
 
-def comparison(rows, predictions):
+def comparison(rows, predictions, selection_scores=None):
     """One row per model: the chosen one first, then by CV accuracy; each tested against the chosen one.
 
-    Without any CV row to choose (only fine-tuning and scratch runs), rows are tested against the
-    first, and nothing is marked chosen.
+    `selection_scores` (selection.selection_scores) are each row's scores on the selection images. With no
+    row to choose, rows are tested against the first, and nothing is marked chosen.
     """
     table = pd.DataFrame(rows)
+    if selection_scores is not None:
+        table = table.merge(selection_scores, on="row", how="left")
     chosen = selection.choose(table)
     table["chosen"] = table["row"] == chosen
     table = table.sort_values(["chosen", "cv_accuracy"], ascending=False, na_position="last", kind="stable")
@@ -88,6 +91,8 @@ def markdown_table(table):
         "row": table["row"],
         "approach": table["approach"],
         "CV accuracy": [fmt_spread(m, s) for m, s in zip(table["cv_accuracy"], table["cv_std"])],
+        "selection accuracy": table.get("selection_accuracy", pd.Series(np.nan, table.index)).map(
+            lambda v: "n/a" if pd.isna(v) else f"{v:.3f}"),
         "held-out accuracy": table["accuracy"].map("{:.3f}".format),
         "balanced accuracy": table["balanced_accuracy"].map("{:.3f}".format),
         "95% CI": [f"{lo:.3f}-{hi:.3f}" for lo, hi in zip(table["ci_low"], table["ci_high"])],
@@ -180,11 +185,12 @@ def atypical_section(data_dir):
             f"\n\n![unlike the rest]({path.name})"]
 
 
-def write(names, heads, data_dir, settings=None):
+def write(names, heads, data_dir, settings=None, selected=()):
     """Write reports/ (report.md, summary.csv, chosen.json and figures) for the rows `names`; return the table.
 
     `heads` are the rows with CV whose probabilities the ensemble row averages; `settings`, the
-    params.yaml sections the report shows (and whose `augment` it previews).
+    params.yaml sections the report shows (and whose `augment` it previews); `selected`, the selection
+    images' paths (pipeline.modeling.selection_images), on which every row is scored for the choice.
     """
     loaded = {name: load_row(name) for name in names}
     splits = split_metadata()
@@ -193,7 +199,8 @@ def write(names, heads, data_dir, settings=None):
     combined = selection.ensemble(heads, classes, [loaded[head][0] for head in heads])
     if combined:
         loaded[selection.ENSEMBLE] = combined
-    table = comparison([summary_row(n, *row) for n, row in loaded.items()], {n: p for n, (_, p) in loaded.items()})
+    table = comparison([summary_row(n, *row) for n, row in loaded.items()], {n: p for n, (_, p) in loaded.items()},
+                       selection.selection_scores(list(loaded), heads, classes, list(selected)))
     table["extraction_seconds"] = sum(m["seconds"] for m in splits.values())
     table["input_size"] = table["input_size"].fillna(meta["input_size"])  # rows on features: the backbone's size
     reference = table["row"].iloc[0]
@@ -229,8 +236,7 @@ def write(names, heads, data_dir, settings=None):
     sections += ["## Skipped files", skipped_section()]
     sections += settings_section(settings) if settings else []
     write_csv(paths.REPORTS / "summary.csv", table)
-    write_json(paths.CHOSEN, chosen and {"row": chosen, "models": selection.chosen_models(chosen, loaded[chosen][0]),
-                                         "cv_accuracy": loaded[chosen][0]["cv"]["accuracy"]})
+    write_json(paths.CHOSEN, chosen and chosen_record(chosen, loaded[chosen][0], table.iloc[0]))
     write_text(paths.REPORTS / "report.md", "\n\n".join(sections) + "\n")
     return table
 
@@ -245,18 +251,32 @@ def warnings_section(settings, data_dir, input_size):
     return ["## Warnings", "\n".join(f"- {line}" for line in lines)] if lines else []
 
 
+def chosen_record(chosen, metrics, row):
+    """reports/chosen.json: the row, the model files predict averages, its scores and the rule that chose it."""
+    images = int(row["selection_images"])
+    return evaluation.to_builtin({
+        "row": chosen, "models": selection.chosen_models(chosen, metrics),
+        "cv_accuracy": metrics.get("cv", {}).get("accuracy"), "selection_images": images,
+        "selection_accuracy": row["selection_accuracy"] if images else None, "rule": selection.RULE})
+
+
 def choice_text(chosen, loaded, table):
     """How the row was chosen and how to read the columns."""
     scored = f"{table['split'].iloc[0]} ({table['images'].iloc[0]} images)"
+    images = int(table["selection_images"].iloc[0])
     if chosen:
-        cv = loaded[chosen][0]["cv"]["accuracy"]
-        how = (f"**Chosen: {chosen}**, the best CV accuracy on the training images "
-               f"({cv['mean']:.3f} ± {cv['std']:.3f}), "
-               "decided before the held-out split was looked at; `predict` uses it when no model is named. "
-               "Fine-tuning and scratch rows have no CV and stop early on held-back images, so they are not "
-               "candidates: they are here for comparison. ")
+        cv = loaded[chosen][0].get("cv", {}).get("accuracy")
+        score = (f"CV accuracy {cv['mean']:.3f} ± {cv['std']:.3f}" if cv else "")
+        score += (", " if cv and images else "") + (
+            f"{table['selection_accuracy'].iloc[0]:.3f} on the {images} selection images" if images else "")
+        how = (f"**Chosen: {chosen}** ({score}), decided before the held-out split was looked at; `predict` uses it "
+               f"when no model is named. {selection.RULE} ")
     else:
-        how = "No row has cross-validation, so none is chosen: every row is tested against the first. "
+        how = ("No row has cross-validation or a selection score, so none is chosen: every row is tested against the "
+               "first. ")
+    if not images:
+        how += ("There are no selection images (`evaluate.selection` is 0, or drew none), so rows without CV "
+                "cannot be chosen. ")
     tta = ("Held-out TTA: the held-out score averages each image with its mirror image; CV scores each image once, "
            "without it. " if table["tta"].any() else "")
     return (how + f"Held-out: {scored}. CV: k-fold on the training images, augmented copies and copies of an image "

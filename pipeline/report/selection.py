@@ -3,8 +3,9 @@
 Heads compete on their cross-validation accuracy over the training images. The `ensemble` row
 averages the heads' probabilities; its CV comes exactly from their saved out-of-fold probabilities,
 which share the same folds, so it competes on the same footing. Fine-tuning and the scratch CNN have
-no CV, and they early-stop on the validation split (or on a slice of train), so no score they left
-untouched is there to choose them by: they stay in the table for comparison.
+no CV: they leave the selection images out (pipeline.modeling.selection_images) and are scored on
+them, where the heads' and the ensemble's out-of-fold probabilities score them too, on the very same
+images. A row without CV takes the choice from the CV winner only by getting more of them right.
 """
 import numpy as np
 import pandas as pd
@@ -14,6 +15,14 @@ from pipeline.files import read_table
 from pipeline.modeling import evaluation
 
 ENSEMBLE = "ensemble"
+# The rule in words, for the report, chosen.json and the README.
+RULE = ("Selection images are a fraction `evaluate.selection` of the training images, drawn by content like the "
+        "split, that fine-tuning and the scratch CNN neither train nor stop on, while the heads and the ensemble "
+        "are scored there by their out-of-fold probabilities, so every row is scored on the same images, each "
+        "once, without its mirror image. The heads and the ensemble compete by CV accuracy over all training "
+        "images, and a row without CV takes the choice from that winner only by getting strictly more selection "
+        "images right (among several, the most right, then the lower selection log loss), so a tie stays with "
+        "the CV winner.")
 
 
 def ensemble(heads, classes, members):
@@ -58,17 +67,59 @@ def probabilities(table, classes):
     return table[[f"p_{c}" for c in classes]].to_numpy(dtype=float), table["actual"].map(classes.index).to_numpy()
 
 
-def choose(table):
-    """The name of the row with the best CV accuracy, or None without CV.
+def selection_scores(rows, heads, classes, selected):
+    """A table of each row's selection_images, selection_accuracy and selection_log_loss on the images `selected`.
 
-    On a few hundred images accuracies often tie (mri-alzheimer: two rows at 157 of 160); the tie
-    goes to the lower CV log loss, which also counts how sure the right answers were, then the name.
+    The heads are scored by their out-of-fold probabilities, the ensemble by their average, the other rows
+    by their selection files; each image once, never with its mirror image, so that the comparison is
+    paired. Without selection images the scores are missing.
     """
-    candidates = table[table["cv_accuracy"].notna()]
-    if candidates.empty:
-        return None
-    ranked = candidates.sort_values(["cv_accuracy", "cv_log_loss", "row"], ascending=[False, True, True])
-    return ranked["row"].iloc[0]
+    found = []
+    for row in rows:
+        if not selected:
+            found.append({"row": row, "selection_images": 0})
+            continue
+        if row == ENSEMBLE:
+            table = mean_probabilities(heads, paths.out_of_fold_file, classes)
+        else:
+            file = paths.out_of_fold_file(row) if row in heads else paths.selection_file(row)
+            if not file.exists():
+                raise PipelineError(f"{row} has no probabilities on the selection images ({file}): run `dvc repro`")
+            table = read_table(file, ["actual"])
+        on = table.set_index("path")
+        if not set(selected) <= set(on.index) or row not in heads and row != ENSEMBLE and len(on) != len(selected):
+            raise PipelineError(f"{row} was scored on other selection images than evaluate.selection and evaluate.seed "
+                                "draw now: run `dvc repro`")
+        proba, y = probabilities(on.loc[selected], classes)
+        scores = evaluation.scores(y, proba)
+        found.append({"row": row, "selection_images": len(selected), "selection_accuracy": scores["accuracy"],
+                      "selection_log_loss": scores["log_loss"]})
+    return pd.DataFrame(found, columns=["row", "selection_images", "selection_accuracy", "selection_log_loss"])
+
+
+def choose(table):
+    """The name of the chosen row, or None when no row can be chosen.
+
+    The rows with CV (heads, ensemble) compete on CV accuracy over all training images: k folds, more images
+    and less noise than the selection images. On a few hundred images accuracies often tie (mri-alzheimer:
+    two rows at 157 of 160); the tie goes to the lower CV log loss, which also counts how sure the right
+    answers were, then the name. A row without CV (fine-tuning, scratch) then takes the choice only if it gets
+    strictly more selection images right than that CV winner, on the same images (the most right among several,
+    ties by the lower selection log loss, then the name); a tie stays with the CV winner, which has k folds
+    of evidence behind it. Without rows with CV, the row without CV with the most right is chosen.
+    """
+    has_cv = table["cv_accuracy"].notna()
+    ranked = table[has_cv].sort_values(["cv_accuracy", "cv_log_loss", "row"], ascending=[False, True, True])
+    winner = ranked["row"].iloc[0] if len(ranked) else None
+    if "selection_accuracy" not in table:
+        return winner
+    right = (table["selection_accuracy"] * table["selection_images"]).round()
+    bar = right[table["row"] == winner].iloc[0] if winner is not None else -np.inf
+    challengers = table.assign(right=right)[~has_cv & (right > bar)]
+    if challengers.empty:
+        return winner
+    best = challengers.sort_values(["right", "selection_log_loss", "row"], ascending=[False, True, True])
+    return best["row"].iloc[0]
 
 
 def chosen_models(row, metrics):

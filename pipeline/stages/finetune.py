@@ -19,10 +19,11 @@ def main(argv):
         raise PipelineError(f"{where}.head must name a dense head under heads: that `dvc repro` trained, "
                             f"not {head_name!r}")
     check_settings(where, settings, set(finetune.FineTuner().get_params()) - set(finetune.FIXED))
-    model, metrics, predictions = finetune.fine_tune(head_name, settings, params["data"]["dir"],
-                                                     params["evaluate"]["seed"], params["evaluate"]["tta"],
-                                                     curves=live.emptied(live.directory(name)))
-    outputs.save(name, model, metrics, predictions)
+    evaluate = params["evaluate"]
+    model, metrics, predictions, selection = finetune.fine_tune(
+        head_name, settings, params["data"]["dir"], evaluate["seed"], evaluate["tta"],
+        curves=live.emptied(live.directory(name)), selection=evaluate["selection"])
+    outputs.save(name, model, metrics, predictions, selection=selection)
     print(outputs.summary(name, metrics))
     print(f"a training step costs {metrics['speedup']:.1f}x less per image from the cached intermediate output")
 

@@ -28,9 +28,11 @@ def main(argv):
     check_settings(f"params.yaml: scratch.{name}", settings, known)
     precision = engines.resolve("keras", params["backbone"]["precision"])[1]
     cnn = scratch.ScratchCNN(augmentation, precision=precision, random_state=params["evaluate"]["seed"], **settings)
-    model, metrics, predictions = scratch.train_and_score(cnn, manifest, data_dir, size, params["evaluate"]["tta"],
-                                                          curves=live.emptied(live.directory(name)))
-    outputs.save(name, model, metrics, predictions)
+    evaluate = params["evaluate"]
+    model, metrics, predictions, selection = scratch.train_and_score(
+        cnn, manifest, data_dir, size, evaluate["tta"], curves=live.emptied(live.directory(name)),
+        selection=evaluate["selection"], seed=evaluate["seed"])
+    outputs.save(name, model, metrics, predictions, selection=selection)
     print(outputs.summary(name, metrics))
 
 

@@ -9,7 +9,8 @@ from pipeline.modeling.feature_pass import FeaturePass
 from pipeline.modeling.saved_model import SavedModel
 from pipeline.stages import run_name
 
-PARAMS = ("evaluate", "heads.{name}")  # what dvc.yaml's train stage lists
+# What dvc.yaml's train stage lists: not evaluate.selection, which changes only the rows without CV and the report.
+PARAMS = ("evaluate.folds", "evaluate.seed", "evaluate.tta", "heads.{name}")
 
 
 @entry_point
