@@ -41,8 +41,8 @@ def weights_sha256(source, name, input_size, notes=None):
 
     `notes`: the folder of digests taken from built networks (None: build the network every time).
     """
-    path = imagenet_file(name, input_size) if source == backbone.IMAGENET else source
-    if path is None:  # not downloaded yet: building the network downloads it
+    path = imagenet_download(name, input_size) if source == backbone.IMAGENET else source
+    if source == backbone.IMAGENET and not path.is_file():  # building the network downloads it
         return built_digest(source, name, input_size)
     digest = None if path == backbone.RANDOM else keras_layout_digest(path)
     if digest:
@@ -61,15 +61,14 @@ def built_digest(source, name, input_size):
     return backbone.weights_digest(backbone.conv_base(source, input_size, name))  # loads TensorFlow
 
 
-def imagenet_file(name, input_size):
-    """Keras's download of the ImageNet weights for `name`, where it has been downloaded; else None."""
+def imagenet_download(name, input_size):
+    """Where Keras keeps the ImageNet weights of `name` once it has downloaded them."""
     if name == "mobilenetv2":
         rows = input_size if input_size in MOBILENETV2_SIZES else 224
         file = f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{rows}_no_top.h5"
     else:
         file = IMAGENET_FILES[name]
-    path = KERAS_DOWNLOADS / file
-    return path if path.is_file() else None
+    return KERAS_DOWNLOADS / file
 
 
 def keras_layout_digest(path):
