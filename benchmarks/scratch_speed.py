@@ -3,7 +3,7 @@
     python benchmarks/scratch_speed.py [--size 150] [--images 256] [--rounds 3]
 
 For each network in pipeline.modeling.scratch.NETWORKS, two models that differ only in their augmentation
-layers: the shipped one (augment.RandomAffine: rotation, shifts, shear and zoom in one warp, then
+layers: the shipped one (augment_layers.RandomAffine: rotation, shifts, shear and zoom in one warp, then
 the flip) and Keras's RandomRotation, RandomTranslation, RandomShear and RandomZoom one after
 another (what the scratch CNN used before). Each trains one epoch on random 0-255 images, with the
 shipped row's transforms; rounds interleave the models so that other work on a shared machine slows
@@ -16,7 +16,7 @@ import numpy as np
 from tabulate import tabulate
 
 from pipeline.config import load_params
-from pipeline.data import augment
+from pipeline.data import augment, augment_layers
 from pipeline.modeling import networks
 from pipeline.modeling.scratch import NETWORKS, ScratchCNN
 from pipeline.quiet_keras import keras
@@ -35,7 +35,7 @@ def keras_layers(settings, seed):
 def models(network, settings, size):
     """{augmentation: compiled model} for one network."""
     shipped = ScratchCNN(settings, network=network)._build(size, 2)
-    own = len(augment.model_layers(settings, 0))
+    own = len(augment_layers.model_layers(settings, 0))
     rest = shipped.layers[own:]
     four = keras.Sequential([keras.Input((size, size, 3)), *keras_layers(settings, 0), *rest])
     return {name: networks.compile_classifier(model, 2, keras.optimizers.Adam(1e-3))

@@ -5,9 +5,11 @@ MANIFEST = Path("data/manifest.csv")
 SKIPPED = Path("data/skipped.csv")
 DUPLICATES = Path("data/duplicates.csv")
 FEATURES = Path("features")
-# Per-image features by content (pipeline/feature_cache.py). Not a DVC output: DVC empties those before a
+# Per-image features by content (pipeline/features/cache.py), and beside them the engines' converted models
+# and weights digests (pipeline/features/extraction.py). Not a DVC output: DVC empties those before a
 # stage runs, and this must outlive runs. Safe to delete; it only costs re-extraction.
-FEATURE_CACHE = Path("cache/features")
+CACHE = Path("cache")
+FEATURE_CACHE = CACHE / "features"
 MODELS = Path("models")
 RESULTS = Path("results")
 REPORTS = Path("reports")

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from pipeline.data import augment
+from pipeline.data import augment, augment_layers
 
 OFF = {"rotation": 0, "width_shift": 0, "height_shift": 0, "shear": 0, "zoom": 0, "horizontal_flip": False}
 ON = {"rotation": 0.1, "width_shift": 0.2, "height_shift": 0.2, "shear": 0.2, "zoom": 0.2, "horizontal_flip": True}
@@ -65,13 +65,13 @@ def test_rotation_counts_full_turns_and_shifts_fractions_of_the_size():
 @pytest.mark.parametrize("setting", sorted(OFF))
 def test_each_setting_switches_one_layer(setting):
     value = True if setting == "horizontal_flip" else 0.1
-    assert len(augment.model_layers({**OFF, setting: value}, seed=0)) == 1
-    assert augment.model_layers(OFF, seed=0) == []
+    assert len(augment_layers.model_layers({**OFF, setting: value}, seed=0)) == 1
+    assert augment_layers.model_layers(OFF, seed=0) == []
 
 
 def test_all_geometric_transforms_are_one_warp_that_acts_only_while_training():
-    layers = augment.model_layers(ON, seed=0)
-    assert [type(layer) for layer in layers] == [augment.RandomAffine, keras.layers.RandomFlip]
+    layers = augment_layers.model_layers(ON, seed=0)
+    assert [type(layer) for layer in layers] == [augment_layers.RandomAffine, keras.layers.RandomFlip]
     warp, batch = layers[0], images(n=4)
     np.testing.assert_array_equal(np.asarray(warp(batch, training=False)), batch)
     first, second = (np.asarray(warp(batch, training=True)) for _ in range(2))
@@ -86,7 +86,7 @@ def test_all_geometric_transforms_are_one_warp_that_acts_only_while_training():
 def test_the_warp_draws_each_value_within_its_setting():
     # Only a width shift of up to 0.25: every row of the output is the image's row moved by at most 6 of 24 pixels.
     ramp = np.tile(np.arange(24, dtype=np.float32), (8, 24, 1))[..., None].repeat(3, axis=-1)
-    moved = np.asarray(augment.RandomAffine([0, 0.25, 0, 0, 0], seed=1)(ramp, training=True))
+    moved = np.asarray(augment_layers.RandomAffine([0, 0.25, 0, 0, 0], seed=1)(ramp, training=True))
     offsets = moved[:, 12, 12, 0] - ramp[:, 12, 12, 0]
     assert np.abs(offsets).max() <= 6 + 1e-3 and np.unique(np.round(offsets)).size > 2
     np.testing.assert_allclose(moved[:, :, :, 0], moved[:, :1, :, 0].repeat(24, axis=1))  # rows move together

@@ -164,3 +164,30 @@ def test_onnx_runtime_refuses_a_model_it_cannot_convert_with_one_line_saying_wha
     message = one_line_error(engines.compile_for, model, "onnxruntime", "fp32")
     assert message.startswith("ONNX Runtime cannot run small (")
     assert message.endswith("set backbone.engine: keras or openvino")
+
+
+@pytest.mark.parametrize("engine", ["openvino", "onnxruntime"])
+def test_a_saved_converted_model_runs_alone_with_the_numbers_of_the_conversion(engine, batch, tmp_path):
+    try:
+        engines.resolve(engine, "fp32")
+    except PipelineError as cannot_run_here:
+        pytest.skip(str(cannot_run_here))
+    assert engines.load_saved(tmp_path / "model", engine, "fp32") is None  # nothing saved yet
+    model = backbone.extractor(backbone.conv_base("random", SIZE), "avg")  # a model of its own: converted afresh
+    converted = engines.compile_for(model, engine, "fp32", saved=tmp_path / "model")(batch)
+    saved = engines.load_saved(tmp_path / "model", engine, "fp32")(batch)
+    assert set(saved) == set(converted) == {"features", backbone.INTERMEDIATE}
+    for name, array in converted.items():
+        np.testing.assert_array_equal(saved[name], array)
+    assert sorted(path.suffix for path in tmp_path.iterdir()) == ([".bin", ".xml"] if engine == "openvino" else
+                                                                 [".onnx"])  # and no temporary file left
+
+
+def test_keras_has_no_saved_model_to_load(tmp_path):
+    (tmp_path / "model.xml").write_text("")
+    assert engines.load_saved(tmp_path / "model", "keras", "fp32") is None
+
+
+def test_a_linux_machine_without_gpu_device_files_has_no_gpu_for_tensorflow(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "platform", "linux")
+    assert engines.tensorflow_sees_gpu(devices=tmp_path) is False

@@ -143,7 +143,7 @@ def test_a_head_on_fused_backbones_runs_every_backbone_in_the_graph(tmp_path):
     for name in ("vgg16", "mobilenetv2"):
         extractor = extraction.Extractor(backbone.RANDOM, SIZE, "avg", backbone=name).load()
         outputs.append(extraction.arrays(extractor, extraction.IMAGE, files, [None] * len(files), len(files)))
-        parts.append({**extractor.provenance(), "feature_width": extractor.feature_width_})
+        parts.append({**extractor.provenance(), "feature_width": outputs[-1]["features"].shape[-1]})
     y = np.array([CLASSES.index(f.parent.name) for f in files])
     head = make_head("logreg_l2", {"type": "logreg", "scale": "l2"}).fit(fusion.combine(outputs)["features"], y)
     model = SavedModel(head, CLASSES, SIZE, preprocessing=FeaturePass({**fusion.provenance(parts),

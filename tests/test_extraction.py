@@ -33,6 +33,11 @@ def test_provenance_names_what_decides_the_numbers(extractor, random_weights):
     assert meta["preprocessing"].startswith("keras.applications.vgg16.preprocess_input")
 
 
+def test_the_provenance_needs_no_loaded_network(extractor, random_weights, tmp_path):
+    unloaded = extraction.Extractor(str(random_weights), 32, "avg", cache_root=tmp_path)
+    assert unloaded.provenance() == extractor.provenance() and not hasattr(unloaded, "run_")
+
+
 def test_vgg16_provenance_is_what_it_was_before_the_registry(extractor):
     """Its keys and texts decide the per-image cache's folder: unchanged, VGG16 features cached before stay valid."""
     meta = extractor.provenance()

@@ -1,50 +1,16 @@
 """Random image augmentation from params.yaml's `augment` section.
 
-The scratch CNN gets Keras random layers (new transforms every epoch, active only while
-training). The augmented copies that go through the backbone into the feature cache are drawn per
-image instead, from `augment.seed` and the image's content, so that the batch size, the order of
-the images and their file names never change a cached feature.
+The scratch CNN gets Keras random layers (pipeline.data.augment_layers: new transforms every epoch,
+active only while training). The augmented copies that go through the backbone into the feature cache
+are drawn per image instead, from `augment.seed` and the image's content, so that the batch size, the
+order of the images and their file names never change a cached feature. Importing this module loads no
+TensorFlow: the features stage needs it even when every copy is in the cache.
 """
 import numpy as np
-
-from pipeline.quiet_keras import keras
 
 FILL = "nearest"  # what the classic tutorial's ImageDataGenerator used at the borders
 # The settings that scale a copy's random draws, in the order they are drawn.
 GEOMETRIC = ("rotation", "width_shift", "height_shift", "shear", "zoom")
-
-
-class RandomAffine(keras.layers.Layer):
-    """Rotation, shifts, shear and zoom of each training image as one affine warp (identity at inference).
-
-    `factors` holds the GEOMETRIC settings; each image draws every value uniformly within ± its
-    factor, as the cached copies do (Copies), so the scratch CNN trains on the transforms the
-    augmentation preview shows. One warp interpolates each pixel once, where Keras's four separate
-    random layers blur the image four times over, and training is faster for it (README, Speed).
-    """
-
-    def __init__(self, factors, seed=None, **kwargs):
-        super().__init__(**kwargs)
-        self.factors = [float(factor) for factor in factors]
-        self.generator = keras.random.SeedGenerator(seed)
-
-    def call(self, images, training=True):
-        if not training:
-            return images
-        draws = keras.random.uniform((keras.ops.shape(images)[0], len(GEOMETRIC)), -1.0, 1.0, seed=self.generator)
-        maps = sampling_maps(draws * keras.ops.convert_to_tensor(self.factors), *images.shape[1:3], ops=keras.ops)
-        return keras.ops.image.affine_transform(images, maps, interpolation="bilinear", fill_mode=FILL)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-
-def model_layers(settings, seed):
-    """All of `augment` as layers to put at the start of a model (they pass images through unchanged at inference)."""
-    factors = [settings[name] for name in GEOMETRIC]
-    warp = [RandomAffine(factors, seed=seed)] if any(factors) else []
-    flip = [keras.layers.RandomFlip("horizontal", seed=seed + 4)] if settings["horizontal_flip"] else []
-    return warp + flip
 
 
 def mirror(images):
@@ -96,6 +62,8 @@ class Copies:
         """(n, h, w, c) images and their n keys -> (n, count, h, w, c) copies."""
         copies = np.repeat(images[:, None], self.count, axis=1)
         if self.factors.any():
+            from pipeline.quiet_keras import keras
+
             draws = np.concatenate([self.draws(key) for key in keys])
             moved = keras.ops.image.affine_transform(
                 copies.reshape(-1, *images.shape[1:]), sampling_maps(draws, *images.shape[1:3]),

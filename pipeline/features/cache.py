@@ -22,11 +22,16 @@ def digest(text):
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def provenance_digest(provenance):
+    """The name of a provenance's folder here (and of its engine model, pipeline.features.extraction)."""
+    return digest(json.dumps(provenance, sort_keys=True, default=str))
+
+
 class FeatureCache:
     def __init__(self, root, provenance):
         self.root = Path(root)
         self.provenance = provenance
-        self.dir = self.root / digest(json.dumps(provenance, sort_keys=True, default=str))
+        self.dir = self.root / provenance_digest(provenance)
 
     def shards(self, view_id):
         return sorted((self.dir / view_id).glob("*.h5"))

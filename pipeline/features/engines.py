@@ -6,9 +6,13 @@ changes the features slightly, so the engine and precision are part of each feat
 
 TensorFlow, OpenVINO and ONNX Runtime are imported only when needed: importing this module loads none.
 """
-import importlib
+import importlib.metadata
 import importlib.util
+import json
 import logging
+import os
+import sys
+import tempfile
 import warnings
 import weakref
 from pathlib import Path
@@ -16,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline import PipelineError
+from pipeline.files import atomic_path
 
 ENGINES = ("keras", "openvino", "onnxruntime")
 PRECISIONS = ("fp32", "bf16")
@@ -29,6 +34,11 @@ INSTALL = {
 MODULES = {"keras": ("keras",), "openvino": ("openvino",), "onnxruntime": ("onnxruntime", "tf2onnx")}
 OPENVINO_PRECISION = {"fp32": "f32", "bf16": "bf16"}
 ONNX_OPSET = 17
+# The file each engine's converted model is saved in (compile_for's `saved`, its suffix added); Keras converts nothing.
+SAVED_SUFFIX = {"openvino": ".xml", "onnxruntime": ".onnx"}
+SAVED_OUTPUTS = "pipeline_outputs"  # the saved model's note of its outputs' names, in the order compile_for gives
+# Device files through which TensorFlow reaches a GPU on Linux: NVIDIA's, AMD's (ROCm), WSL2's.
+GPU_DEVICE_FILES = ("nvidia[0-9]*", "kfd", "dxg")
 # CPU flags (Linux /proc/cpuinfo) of bfloat16 arithmetic in hardware; without them TensorFlow
 # emulates bfloat16, slower than float32.
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
@@ -87,17 +97,21 @@ def precisions(engine):
 
 def provenance(engine, precision):
     """What to store beside the features: the same model gives slightly different numbers per engine."""
-    version = importlib.import_module(MODULES[engine][0]).__version__.split("-")[0]  # OpenVINO appends its build
+    # the installed distribution's version, read without importing the engine (Keras would load TensorFlow);
+    # the same as the module's __version__, less the build OpenVINO appends to it
+    version = importlib.metadata.version(MODULES[engine][0])
     return {"engine": engine, "precision": precision, "engine_version": f"{engine} {version}"}
 
 
-def compile_for(model, engine, precision):
+def compile_for(model, engine, precision, saved=None):
     """A callable batch -> {output name: float32 array} running `model` with `engine` at `precision`.
 
     `model` is a keras.Model (outputs a dict, as pipeline.features.backbone.extractor's, or one tensor, named
     'features'); a batch is float32 (n, size, size, 3), already preprocessed, any n >= 1. The
     conversion is done once per model, engine and precision in this process (Keras fp32 has none).
-    Call `resolve` first: this does not check that the engine runs here.
+    `saved`: a path (no suffix) to write the converted model to, for `load_saved` in a later run; the
+    caller names it after everything that decides the model. Call `resolve` first: this does not check
+    that the engine runs here.
     """
     if engine not in ENGINES or precision not in PRECISIONS:
         raise ValueError(f"unknown engine or precision {engine!r}, {precision!r}: call resolve() first")
@@ -106,9 +120,28 @@ def compile_for(model, engine, precision):
         return keras_runner(model, precision)
     cache = _compiled.setdefault(model, {})
     if (engine, precision) not in cache:
-        builder = {"keras": keras_runner, "openvino": openvino_runner, "onnxruntime": onnxruntime_runner}[engine]
-        cache[engine, precision] = builder(model, precision)
+        if engine == "keras":
+            cache[engine, precision] = keras_runner(model, precision)
+        else:
+            builder = {"openvino": openvino_runner, "onnxruntime": onnxruntime_runner}[engine]
+            cache[engine, precision] = builder(model, precision, saved)
     return cache[engine, precision]
+
+
+def load_saved(saved, engine, precision):
+    """compile_for's callable from the model it saved at `saved`, with no Keras model (nor TensorFlow);
+    None if none is saved there or the engine converts nothing."""
+    if engine not in SAVED_SUFFIX or not Path(saved).with_suffix(SAVED_SUFFIX[engine]).is_file():
+        return None
+    path = Path(saved).with_suffix(SAVED_SUFFIX[engine])
+    if engine == "openvino":
+        import openvino
+
+        converted = openvino.Core().read_model(path)
+        return openvino_compiled(converted, json.loads(converted.get_rt_info(SAVED_OUTPUTS).astype(str)), precision)
+    session = onnxruntime_session(path.read_bytes(), path.stem)
+    found = json.loads(session.get_modelmeta().custom_metadata_map[SAVED_OUTPUTS])
+    return onnxruntime_run(session, session.get_inputs()[0].name, found)
 
 
 def output_names(model):
@@ -144,7 +177,7 @@ def bfloat16_copy(model):
     return copy
 
 
-def openvino_runner(model, precision):
+def openvino_runner(model, precision, saved=None):
     import openvino
 
     names = output_names(model)
@@ -152,6 +185,27 @@ def openvino_runner(model, precision):
         # Keras warns that OpenVINO's tracing passes its input as a tuple; the graph is the same.
         warnings.simplefilter("ignore", UserWarning)
         converted = openvino.convert_model(model)
+    if saved:
+        converted.set_rt_info(json.dumps(names), SAVED_OUTPUTS)
+        save_openvino(converted, Path(saved).with_suffix(SAVED_SUFFIX["openvino"]))
+    return openvino_compiled(converted, names, precision)
+
+
+def save_openvino(converted, path):
+    """Write the model's .xml and .bin files, the .xml last: load_saved looks for it, so it finds both complete."""
+    import openvino
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.stem}.") as tmp:
+        # as converted: the default halves the weights to float16, which would change the features
+        openvino.save_model(converted, Path(tmp) / path.name, compress_to_fp16=False)
+        os.replace(Path(tmp) / path.with_suffix(".bin").name, path.with_suffix(".bin"))
+        os.replace(Path(tmp) / path.name, path)
+
+
+def openvino_compiled(converted, names, precision):
+    import openvino
+
     compiled = openvino.Core().compile_model(converted, "CPU", {
         # needed for fp32 too: OpenVINO computes in bfloat16 by default on CPUs that have it
         "INFERENCE_PRECISION_HINT": OPENVINO_PRECISION[precision],
@@ -170,18 +224,30 @@ def openvino_runner(model, precision):
     return run
 
 
-def onnxruntime_runner(model, precision):
+def onnxruntime_runner(model, precision, saved=None):
+    proto, input_name, outputs = onnx_model(model)
+    found = {name: outputs[name] for name in output_names(model)}
+    session = onnxruntime_session(proto.SerializeToString(), model.name)
+    if saved:
+        proto.metadata_props.add(key=SAVED_OUTPUTS, value=json.dumps(found))
+        with atomic_path(Path(saved).with_suffix(SAVED_SUFFIX["onnxruntime"])) as tmp:
+            tmp.write_bytes(proto.SerializeToString())
+    return onnxruntime_run(session, input_name, found)
+
+
+def onnxruntime_session(serialized, name):
     import onnxruntime
 
-    proto, input_name, outputs = onnx_model(model)
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3  # errors only
     try:
-        session = onnxruntime.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        return onnxruntime.InferenceSession(serialized, options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # an op tf2onnx left unconverted: the model cannot run here, whatever the input
-        raise PipelineError(cannot_convert(model, f"{type(exc).__name__}: {exc}")) from exc
-    found = {name: outputs[name] for name in output_names(model)}
+        raise PipelineError(cannot_convert(name, f"{type(exc).__name__}: {exc}")) from exc
 
+
+def onnxruntime_run(session, input_name, found):
+    """The callable of a session, whose outputs `found` ({output name: its ONNX output's name}) are returned."""
     def run(batch):
         arrays = session.run(list(found.values()), {input_name: np.ascontiguousarray(batch, dtype=np.float32)})
         return {name: np.asarray(array, dtype=np.float32) for name, array in zip(found, arrays)}
@@ -219,15 +285,15 @@ def frozen_graph(model):
     graph = frozen.graph.as_graph_def()
     calls = [node.name for node in graph.node if node.op in ("StatefulPartitionedCall", "PartitionedCall")]
     if calls:
-        raise PipelineError(cannot_convert(model, f"tf2onnx cannot convert compiled functions, as {calls[0]}"))
+        raise PipelineError(cannot_convert(model.name, f"tf2onnx cannot convert compiled functions, as {calls[0]}"))
     structured = traced.structured_outputs  # freezing keeps the tensors' names, not this dict
     outputs = structured if isinstance(structured, dict) else {"features": structured}
     return graph, frozen.inputs[0].name, {name: tensor.name for name, tensor in outputs.items()}
 
 
-def cannot_convert(model, reason):
+def cannot_convert(name, reason):
     reason = reason.replace("\n", " ")[:300]
-    return f"ONNX Runtime cannot run {model.name} ({reason}): set backbone.engine: keras or openvino"
+    return f"ONNX Runtime cannot run {name} ({reason}): set backbone.engine: keras or openvino"
 
 
 def match_outputs(names, outputs):
@@ -266,8 +332,14 @@ def cpu_has_bf16(cpuinfo=Path("/proc/cpuinfo")):
     return any(flag in flags for flag in BF16_CPU_FLAGS)
 
 
-def tensorflow_sees_gpu():
-    """Whether Keras would run on a GPU here (loads TensorFlow: only asked when OpenVINO is the alternative)."""
+def tensorflow_sees_gpu(devices=Path("/dev")):
+    """Whether Keras would run on a GPU here (loads TensorFlow: only asked when OpenVINO is the alternative).
+
+    A Linux machine without a GPU's device file has no GPU for TensorFlow: answered without loading it,
+    which takes longer than assembling features that are all in the cache.
+    """
+    if sys.platform.startswith("linux") and not any(any(devices.glob(name)) for name in GPU_DEVICE_FILES):
+        return False
     from pipeline.quiet_keras import tensorflow as tf
 
     return bool(tf.config.list_physical_devices("GPU"))

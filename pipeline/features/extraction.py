@@ -1,44 +1,71 @@
 """The backbone over image files: each image's views (as it is, mirrored, augmented copies) as arrays.
 
 An `Extractor` holds only its settings until `load`, so a Ray worker can receive it and load
-the network itself.
+the network itself. Its provenance needs no network (pipeline.features.digests), so a run that finds
+every image in the per-image cache loads none.
 """
 import hashlib
 import json
+from pathlib import Path
 
 import numpy as np
 
 from pipeline.data import augment
 from pipeline.data.images import load_image
-from pipeline.features import backbone, engines
+from pipeline.features import backbone, digests, engines
+from pipeline.features.cache import provenance_digest
 
 # Bump when decoding, resizing or preprocessing change: cached features then stop matching.
 VERSION = 1
+# Under an Extractor's cache_root: the engines' converted models, named after the provenance's digest as the
+# per-image cache's folders are, and the weights digests taken from built networks (pipeline.features.digests).
+ENGINE_MODELS = "engines"
+WEIGHTS_DIGESTS = "weights"
 
 
 class Extractor:
     """A registered backbone (pipeline.features.backbone) with its pooling, run by `engine` at `precision`:
-    0-255 RGB images in, {output: array} out."""
+    0-255 RGB images in, {output: array} out.
 
-    def __init__(self, weights, input_size, pooling, engine="keras", precision="fp32", backbone=backbone.DEFAULT):
+    `cache_root`: a folder where the engine's converted model and the weights digest are kept between
+    runs, so that extracting a few new images converts nothing (None: nowhere, everything is done afresh).
+    """
+
+    def __init__(self, weights, input_size, pooling, engine="keras", precision="fp32", backbone=backbone.DEFAULT,
+                 cache_root=None):
         self.weights = weights
         self.input_size = input_size
         self.pooling = pooling
         self.engine = engine
         self.precision = precision
         self.backbone = backbone
+        self.cache_root = cache_root
 
     def unloaded(self):
         """A copy holding only the settings: what a worker receives, to load there."""
-        return Extractor(self.weights, self.input_size, self.pooling, self.engine, self.precision, self.backbone)
+        return Extractor(self.weights, self.input_size, self.pooling, self.engine, self.precision, self.backbone,
+                         self.cache_root)
 
     def load(self):
-        base = backbone.conv_base(self.weights, self.input_size, self.backbone)
-        self.weights_sha256_ = backbone.weights_digest(base)
-        model = backbone.extractor(base, self.pooling, self.backbone)
-        self.feature_width_ = int(model.output["features"].shape[-1])  # where its block ends in fused features
-        self.run_ = engines.compile_for(model, self.engine, self.precision)
+        """Ready the network, once: the engine's model saved for this provenance, else the Keras model, converted
+        (and saved). Runners call it only when the cache lacks something."""
+        if hasattr(self, "run_"):
+            return self
+        saved = self.cache_root and Path(self.cache_root) / ENGINE_MODELS / provenance_digest(self.provenance())
+        self.run_ = saved and engines.load_saved(saved, self.engine, self.precision)
+        if not self.run_:
+            base = backbone.conv_base(self.weights, self.input_size, self.backbone)
+            self.weights_sha256_ = backbone.weights_digest(base)  # of what was loaded: predict checks it
+            model = backbone.extractor(base, self.pooling, self.backbone)
+            self.run_ = engines.compile_for(model, self.engine, self.precision, saved)
         return self
+
+    def weights_sha256(self):
+        """backbone.weights_digest of the weights, from the loaded network or else from the weights file."""
+        if not hasattr(self, "weights_sha256_"):
+            notes = self.cache_root and Path(self.cache_root) / WEIGHTS_DIGESTS
+            self.weights_sha256_ = digests.weights_sha256(self.weights, self.backbone, self.input_size, notes)
+        return self.weights_sha256_
 
     def __call__(self, images):
         return self.run_(backbone.preprocess(images, self.backbone))  # engines give float32 arrays
@@ -50,7 +77,7 @@ class Extractor:
         """
         return {
             "backbone": self.backbone,
-            "weights_sha256": self.weights_sha256_,
+            "weights_sha256": self.weights_sha256(),
             "input_size": self.input_size,
             "pooling": self.pooling,
             **engines.provenance(self.engine, self.precision),  # with the engine's version

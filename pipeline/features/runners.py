@@ -35,6 +35,7 @@ def extract(runner, extractor, cache, views, files, keys, batch_size, desc=None)
         from pipeline.features import ray_runner  # an optional extra: pip install .[ray]
         ray_runner.extract(extractor, cache, work, batch_size)
         return len(todo)
+    extractor.load()
     total = sum(len(shard_keys) for shard_list in work.values() for _, shard_keys in shard_list)
     with tqdm(total=total, desc=desc, unit="view", disable=desc is None, mininterval=5) as progress:
         for view, shard_list in work.items():

@@ -9,7 +9,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from pipeline import PipelineError
-from pipeline.data import augment, catalog
+from pipeline.data import augment_layers, catalog
 from pipeline.data.images import load_images
 from pipeline.features.store import Features
 from pipeline.modeling import evaluation, networks, selection_images
@@ -89,7 +89,7 @@ class ScratchCNN(ClassifierMixin, BaseEstimator):
         self.random_state = random_state
 
     def _build(self, input_size, n_classes):
-        random_layers = augment.model_layers(self.augmentation, self.random_state) if self.augmentation else []
+        random_layers = augment_layers.model_layers(self.augmentation, self.random_state) if self.augmentation else []
         dtype = DTYPE_POLICIES[self.precision]
         return keras.Sequential([
             keras.Input((input_size, input_size, 3)),
@@ -198,8 +198,8 @@ def decoded(files, size, path):
 def without_augmentation(cnn, augmentation):
     """The trained CNN without its random augmentation layers, which leave images as they are at inference.
 
-    That is the model predict loads: it holds only Keras's own layers, so loading it needs no augment.RandomAffine.
+    That is the model predict loads: it holds only Keras's own layers, so loading it needs no RandomAffine.
     """
-    random = tuple(type(layer) for layer in augment.model_layers(augmentation, 0)) if augmentation else ()
+    random = tuple(type(layer) for layer in augment_layers.model_layers(augmentation, 0)) if augmentation else ()
     kept = [layer for layer in cnn.layers if not isinstance(layer, random)]
     return keras.Sequential([keras.Input(cnn.input_shape[1:]), *kept], name=cnn.name)

@@ -1,7 +1,8 @@
 """Stage features: the backbone's features (and its intermediate output) of every split, one HDF5 file each.
 
-Only images the per-image cache lacks go through the backbone; the split files are assembled from it.
-With several backbones, each fills its own cache and the files hold their fused features (features.fusion).
+Only images the per-image cache lacks go through the backbone, which is loaded only then; the split
+files are assembled from the cache. With several backbones, each fills its own cache and the files
+hold their fused features (features.fusion).
 """
 import resource
 import time
@@ -39,10 +40,9 @@ def main(argv):
     size = image_size.resolve(settings["input_size"], catalog.split_files(manifest, "train", root))
     # Each backbone keeps its own per-image cache, so adding one to a fusion extracts only that one.
     extractors = [extraction.Extractor(backbone.weights_source(settings["weights"], name), size, settings["pooling"],
-                                       engine, precision, name).load() for name in names]
+                                       engine, precision, name, cache_root=paths.CACHE.resolve()) for name in names]
     caches = [FeatureCache(paths.FEATURE_CACHE, extractor.provenance()) for extractor in extractors]
-    provenance = fusion.provenance([{**cache.provenance, "feature_width": extractor.feature_width_}
-                                    for extractor, cache in zip(extractors, caches)])
+    provenance = None
     print(f"{fusion.name(names)} on {engine} at {precision}, {size} px")
     for split in catalog.SPLITS:
         rows = manifest[manifest["split"] == split]
@@ -60,6 +60,8 @@ def main(argv):
         flips = augmentation["horizontal_flip"] or params["evaluate"]["tta"]
         sample = mirror_sample(settings, extractors, caches, root, rows) if split == "train" and flips else {}
         seconds = time.perf_counter() - started
+        provenance = provenance or fusion.provenance([{**cache.provenance, "feature_width": width(cache, keys[0])}
+                                                      for cache in caches])
         store.write(paths.features_file(split), fusion.rows([cache.rows(views, keys) for cache in caches]),
                     labels=[classes.index(label) for label in rows["label"]], rel_paths=list(rows["path"]),
                     classes=classes, started=started, extra=sample,
@@ -70,6 +72,12 @@ def main(argv):
               f"{extracted} extracted now{speed}, the rest from the cache")  # copies of one image count once
     # Linux counts in KiB. Splits stream through the cache in shards, so this should not grow with the data.
     print(f"peak memory {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+
+
+def width(cache, key):
+    """The width of a backbone's pooled features (where its block ends in fused ones), from an image in its cache:
+    known without loading the network."""
+    return next(cache.gather(extraction.IMAGE.id, [key]))["features"].shape[-1]
 
 
 def mirror_sample(settings, extractors, caches, root, rows):
