@@ -137,7 +137,7 @@ def fine_tune(head_name, settings, data_dir, seed, tta, curves=None):
     meta = train.meta
     first = fusion.parts(meta)[0]  # with fused features, fine-tuning continues the first listed backbone
     dense = head.model if "fusion" not in meta else first_backbone_head(head.model, train.paths)
-    tuner = FineTuner(dense, meta["weights"], int(meta["input_size"]), meta["pooling"],
+    tuner = FineTuner(dense, meta["weights"], int(meta["input_size"]), first["pooling"],
                       expected_sha256=first["weights_sha256"], random_state=seed,
                       backbone=first.get("backbone", backbone.DEFAULT), **settings)
     start = time.perf_counter()
