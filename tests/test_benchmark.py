@@ -78,7 +78,7 @@ def test_a_setting_changed_on_the_command_line_gets_a_workspace_of_its_own(tmp_p
     benchmark.run_dataset(tmp_path / "ants", entry, "defaults", ["heads", "finetune"], tmp_path,
                           ["augment.copies=3", "heads.logreg_l2.C=1"])
     assert prepared["folder"] == tmp_path / "ants.defaults.augment.copies=3.heads.logreg_l2.C=1"
-    assert prepared["params"]["augment"]["copies"] == 3 and prepared["params"]["backbone"]["pooling"] == "auto"
+    assert prepared["params"]["augment"]["copies"] == 3 and prepared["params"]["backbone"]["pooling"] == "flatten"
     shipped = workspace.project_params()["heads"]
     assert prepared["params"]["heads"] == {**shipped, "logreg_l2": {**shipped["logreg_l2"], "C": 1}}  # one value
     assert prepared["params"]["finetune"] == workspace.project_params()["finetune"]

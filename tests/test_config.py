@@ -23,7 +23,7 @@ def with_change(section, key, value):
 
 
 def test_the_shipped_params_load():
-    assert load_params(PARAMS)["backbone"]["pooling"] == "auto"
+    assert load_params(PARAMS)["backbone"]["pooling"] == "flatten"
 
 
 def test_no_params_yaml_says_where_to_run_from(tmp_path, monkeypatch):

@@ -34,9 +34,9 @@ def test_a_base_takes_the_projects_place(tmp_path):
     assert workspace.merged_params(tmp_path, ["evaluate.folds=3"], base=base)["finetune"] == {}
 
 
-def test_one_pooling_for_every_backbone_is_a_plain_value_for_dvc_exp_run(tmp_path):
-    assert workspace.project_params()["backbone"]["pooling"] == "auto"
-    assert workspace.merged_params(tmp_path, ["backbone.pooling=avg"])["backbone"]["pooling"] == "avg"
+@pytest.mark.parametrize("pooling", ["auto", "avg"])
+def test_one_pooling_for_every_backbone_is_a_plain_value_for_dvc_exp_run(tmp_path, pooling):
+    assert workspace.merged_params(tmp_path, [f"backbone.pooling={pooling}"])["backbone"]["pooling"] == pooling
 
 
 @pytest.mark.parametrize("changes, message", [
