@@ -63,7 +63,8 @@ def engine_features(name, params, paths, setting, cache, weights):
     if not path.exists():
         backbone_params = params["backbone"]
         files = [Path(params["data"]["dir"]) / p for p in paths]
-        features, intermediate, speed = extract(files, backbone_params["input_size"], backbone_params["pooling"],
+        pooling = backbone.pooling_for(backbone_params["pooling"])  # VGG16's, as extract runs it
+        features, intermediate, speed = extract(files, backbone_params["input_size"], pooling,
                                                 weights, *setting)
         print(f"{name}: extracted {len(files)} images with {setting[0]} {setting[1]} at {speed:.2f} img/s",
               flush=True)

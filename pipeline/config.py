@@ -34,7 +34,7 @@ SCHEMA = {
     "finetune": dict,
     "scratch": dict,
 }
-POOLINGS = ("flatten", "avg", "max")
+POOLINGS = ("auto", "flatten", "avg", "max")  # auto: each backbone's own (pipeline.features.backbone)
 HELDOUT_DUPLICATES = ("drop", "keep")
 ROW_SECTIONS = ("heads", "finetune", "scratch")  # each name under these is one row of the report
 ENSEMBLE = "ensemble"  # the report's row averaging the heads (pipeline.report.selection names it so too)

@@ -51,6 +51,12 @@ def test_pooling_decides_the_feature_length(random_weights, pooling, size, dim):
     assert model.output_shape == (None, dim)
 
 
+def test_pooling_auto_is_what_each_network_s_own_classifier_does_and_a_pooling_named_applies_to_all():
+    assert backbone.pooling_for("auto", "vgg16") == "flatten"  # VGG16's fc1 reads its map flattened
+    assert {backbone.pooling_for("auto", name) for name in backbone.BACKBONES if name != "vgg16"} == {"avg"}
+    assert backbone.pooling_for("max", "vgg16") == backbone.pooling_for("max", "mobilenetv2") == "max"
+
+
 def test_too_small_an_input_is_refused(random_weights):
     with pytest.raises(PipelineError, match="at least 32"):
         backbone.build(str(random_weights), 16, "avg")

@@ -43,7 +43,7 @@ def test_a_typo_names_the_key_and_suggests_the_right_one(tmp_path):
     ("backbone", "input_size", "big", r"backbone\.input_size should be a whole number of pixels, or auto, got 'big'"),
     ("backbone", "input_size", True, r"backbone\.input_size should be a whole number of pixels, or auto"),
     ("evaluate", "folds", 2.5, r"evaluate\.folds should be a whole number"),
-    ("backbone", "pooling", "mean", r"backbone\.pooling is 'mean'; use one of flatten, avg, max"),
+    ("backbone", "pooling", "mean", r"backbone\.pooling is 'mean'; use one of auto, flatten, avg, max"),
     ("augment", "seed", -1, r"augment\.seed is -1; seeds are whole numbers from 0 up"),
     ("data", "duplicates", {"max_distance": 4, "heldout": "ignore"},
      r"data\.duplicates\.heldout is 'ignore'; use one of drop, keep"),

@@ -136,12 +136,14 @@ def test_models_of_other_runs_are_not_exported_together(trained):
 
 
 def test_a_head_on_fused_backbones_runs_every_backbone_in_the_graph(tmp_path):
-    """The shipped default fuses VGG16 and MobileNetV2: the graph joins their unit-length features as predict does."""
+    """The shipped default fuses VGG16 and MobileNetV2, each pooled its own way (backbone.pooling: auto): the graph
+    joins their unit-length features as predict does."""
     files = sorted(make_tree(tmp_path / "train", per_class=6).rglob("*.png"))
     new = sorted(make_tree(tmp_path / "new", splits=("unseen",), per_class=3).rglob("*.png"))
     outputs, parts = [], []
     for name in ("vgg16", "mobilenetv2"):
-        extractor = extraction.Extractor(backbone.RANDOM, SIZE, "avg", backbone=name).load()
+        extractor = extraction.Extractor(backbone.RANDOM, SIZE, backbone.pooling_for(backbone.AUTO, name),
+                                         backbone=name).load()
         outputs.append(extraction.arrays(extractor, extraction.IMAGE, files, [None] * len(files), len(files)))
         parts.append({**extractor.provenance(), "feature_width": outputs[-1]["features"].shape[-1]})
     y = np.array([CLASSES.index(f.parent.name) for f in files])

@@ -24,9 +24,12 @@ HEADS = {"dense": {"type": "dense", "scale": "l2", "units": 8, "epochs": 2, "pat
 FINETUNE = {"tuned": {"head": "dense", "epochs": 1, "patience": 1, "batch_size": 4}}
 
 
-def write_params(folder, images, name):
+SIZE = 64  # VGG16's last map is 2x2 here: flattened, it differs from averaged
+
+
+def write_params(folder, images, name, pooling):
     params = tiny_params(images, backbone.RANDOM)
-    params["backbone"]["name"] = name
+    params["backbone"].update(name=name, pooling=pooling, input_size=SIZE)
     params.update(heads=HEADS, finetune=FINETUNE, scratch={})
     (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
@@ -34,18 +37,19 @@ def write_params(folder, images, name):
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     """(project folder, image folder, VGG16's arrays alone by name, what the fused featurize printed): VGG16 first,
-    then VGG16 with MobileNetV2, the two heads and fine-tuning."""
+    flattened, then VGG16 with MobileNetV2 with pooling auto (VGG16's flatten, MobileNetV2's avg), the two heads
+    and fine-tuning."""
     root = tmp_path_factory.mktemp("fusion")
     images = make_tree(root / "images", splits=("train", "test"), per_class=PER_CLASS)
     folder = root / "project"
     folder.mkdir()
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(folder)
-        write_params(folder, images, "vgg16")
+        write_params(folder, images, "vgg16", "flatten")
         stage("prepare")
         stage("featurize")
         alone = {name: store.read(paths.features_file("train"), name) for name in ("features", backbone.INTERMEDIATE)}
-        write_params(folder, images, FUSED)
+        write_params(folder, images, FUSED, backbone.AUTO)
         printed = capture(lambda: stage("featurize"))
         for head in HEADS:
             stage("train", head)
@@ -74,6 +78,14 @@ def test_each_backbone_is_one_unit_length_block_and_the_first_is_its_own_feature
             np.testing.assert_allclose(np.linalg.norm(block, axis=1), 1, rtol=1e-5)
     np.testing.assert_allclose(fused.X[:, :int(first)], fusion.unit_length(alone["features"].X), rtol=1e-5, atol=1e-7)
     assert fused.meta["backbone"] == "vgg16+mobilenetv2" and fused.meta["fusion"] == fusion.METHOD
+
+
+def test_pooling_auto_pools_each_backbone_its_own_way(project):
+    folder, _, alone, _ = project
+    meta = store.read_meta(folder / paths.features_file("train"))
+    assert meta["pooling"] == "flatten+avg"
+    assert meta["feature_width"] == f"{2 * 2 * 512}+1280" and alone["features"].X.shape[1] == 2 * 2 * 512
+    assert [part["pooling"] for part in fusion.parts(meta)] == ["flatten", "avg"]
 
 
 def test_adding_a_backbone_extracts_only_that_one(project):
@@ -122,13 +134,18 @@ def test_one_weights_file_for_a_fusion_is_refused_with_what_to_do():
 
 
 def test_parts_split_a_fused_provenance_and_leave_one_backbones_whole():
-    one = {"backbone": "vgg16", "weights_sha256": "a", "feature_width": 8, "input_size": 32, "preprocessing": "p"}
-    two = {**one, "backbone": "mobilenetv2", "weights_sha256": "b", "feature_width": 5, "preprocessing": "q"}
+    one = {"backbone": "vgg16", "weights_sha256": "a", "feature_width": 8, "pooling": "flatten", "input_size": 32,
+           "preprocessing": "p"}
+    two = {**one, "backbone": "mobilenetv2", "weights_sha256": "b", "feature_width": 5, "pooling": "avg",
+           "preprocessing": "q"}
     assert fusion.provenance([one]) is one and fusion.parts(one) == [one]
     fused = fusion.provenance([one, two])
     assert fused["backbone"] == "vgg16+mobilenetv2" and fused["preprocessing"] == "p; q"
-    assert [(p["backbone"], p["weights_sha256"], p["feature_width"]) for p in fusion.parts(fused)] == [
-        ("vgg16", "a", "8"), ("mobilenetv2", "b", "5")]
+    assert fused["pooling"] == "flatten+avg"
+    assert [(p["backbone"], p["weights_sha256"], p["feature_width"], p["pooling"]) for p in fusion.parts(fused)] == [
+        ("vgg16", "a", "8", "flatten"), ("mobilenetv2", "b", "5", "avg")]
+    # features fused before each backbone had its own pooling state the one they all had
+    assert [p["pooling"] for p in fusion.parts({**fused, "pooling": "flatten"})] == ["flatten", "flatten"]
 
 
 def test_a_list_of_backbones_is_a_valid_setting_and_a_repeat_or_typo_is_not(tmp_path):

@@ -34,7 +34,15 @@ def test_a_base_takes_the_projects_place(tmp_path):
     assert workspace.merged_params(tmp_path, ["evaluate.folds=3"], base=base)["finetune"] == {}
 
 
+@pytest.mark.parametrize("pooling", ["auto", "avg"])
+def test_one_pooling_for_every_backbone_is_a_plain_value_for_dvc_exp_run(tmp_path, pooling):
+    assert workspace.merged_params(tmp_path, [f"backbone.pooling={pooling}"])["backbone"]["pooling"] == pooling
+
+
 @pytest.mark.parametrize("changes, message", [
+    # one pooling name for all the backbones (auto: each its own); no mapping per backbone
+    (["backbone.pooling={vgg16: flatten, mobilenetv2: avg}"], r"backbone\.pooling should be a text, got \{"),
+    (["backbone.pooling=mean"], r"backbone\.pooling is 'mean'; use one of auto, flatten, avg, max"),
     (["heads.logreg_l2.CC=1"], r"^cannot apply -S heads\.logreg_l2\.CC=1: Could not override 'heads\.logreg_l2\.CC'\. "
                                r"To append to your config use \+heads\.logreg_l2\.CC=1"),
     (["backbone.inputsize=96"], r"use \+backbone\.inputsize=96"),  # not in params.yaml: Hydra says so

@@ -43,6 +43,9 @@ class Backbone:
     # positions, and fine-tuning starts from it, so the layers before it stay frozen
     tuned_from: str  # the first layer fine-tuning trains (together with all after it)
     min_input_size: int = 32  # each network here halves the image five times
+    # backbone.pooling: auto's choice, the pooling its own ImageNet classifier starts with: VGG16 flattens its
+    # small map into fully connected layers, the later networks average theirs (and have many more channels)
+    pooling: str = "avg"
 
     @property
     def weights_env(self):
@@ -56,7 +59,7 @@ class Backbone:
 
 BACKBONES = {entry.name: entry for entry in (
     Backbone("vgg16", "VGG16", "vgg16", "RGB to BGR, ImageNet mean subtracted",
-             intermediate="block4_pool", tuned_from="block5_conv1"),  # fine-tuning trains block 5
+             intermediate="block4_pool", tuned_from="block5_conv1", pooling="flatten"),  # fine-tuning trains block 5
     Backbone("resnet50v2", "ResNet50V2", "resnet_v2", "scaled to -1..1",
              intermediate="conv4_block6_out", tuned_from="conv5_block1_preact_bn"),  # stage conv5
     Backbone("efficientnetv2b0", "EfficientNetV2B0", "efficientnet_v2", "none: the network rescales its input",
@@ -71,6 +74,7 @@ BACKBONES = {entry.name: entry for entry in (
              intermediate="block_12_add", tuned_from="block_13_expand"),  # blocks 13-16 (the last stride) and Conv_1
 )}
 DEFAULT = "vgg16"
+AUTO = "auto"  # backbone.pooling: each backbone's own (Backbone.pooling)
 WEIGHTS_ENV = BACKBONES[DEFAULT].weights_env  # VGG16_IMAGENET_WEIGHTS
 
 
@@ -91,6 +95,11 @@ def names(setting):
     if twice:
         raise PipelineError(f"params.yaml: backbone.name lists {', '.join(twice)} twice; list each backbone once")
     return [get(name).name for name in listed]
+
+
+def pooling_for(setting, name=DEFAULT):
+    """backbone.pooling for the backbone `name`: the setting itself, or for `auto` the registry's choice."""
+    return get(name).pooling if setting == AUTO else setting
 
 
 def weights_source(weights, name=DEFAULT):

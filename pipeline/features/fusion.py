@@ -17,7 +17,7 @@ from pipeline.features import backbone
 
 SEPARATOR = "+"  # between the backbones' names and weight digests in a fused provenance
 POOLED = "features"  # the outputs fused (with their _augmented and _flipped views); the others are the first's
-PER_BACKBONE = ("backbone", "weights_sha256", "feature_width")
+PER_BACKBONE = ("backbone", "weights_sha256", "feature_width", "pooling")
 METHOD = "each backbone's pooled features L2-normalised, then concatenated"
 
 
@@ -29,8 +29,9 @@ def name(names):
 def provenance(parts):
     """The features file's record of several backbones' provenances (one passes unchanged).
 
-    The settings they share (input size, pooling, engine, precision) are stated once; the backbone, its
-    weights digest and its width are joined in order, so `parts` can split them again.
+    The settings they share (input size, engine, precision) are stated once; the backbone, its weights
+    digest, its width and its pooling (backbone.pooling: auto pools each its own way) are joined in order,
+    so `parts` can split them again.
     """
     if len(parts) == 1:
         return parts[0]
@@ -43,7 +44,10 @@ def parts(meta):
     """Each backbone's provenance from a features file's attributes: `meta` itself for a single backbone."""
     if "fusion" not in meta:
         return [meta]
-    split = [str(meta[key]).split(SEPARATOR) for key in PER_BACKBONE]
+    count = len(str(meta["backbone"]).split(SEPARATOR))
+    # Files fused before pooling was per backbone state their one pooling once: it was every backbone's.
+    split = [values if len(values) == count else values * count
+             for values in (str(meta[key]).split(SEPARATOR) for key in PER_BACKBONE)]
     return [{**meta, **dict(zip(PER_BACKBONE, values))} for values in zip(*split)]
 
 

@@ -145,7 +145,7 @@ def fine_tune(head_name, settings, data_dir, seed, tta, curves=None, selection=0
         first = fusion.parts(meta)[0]  # with fused features, fine-tuning continues the first listed backbone
         selected = selection_images.mask(train.paths, train.y, train.classes, selection, seed, "fine-tuning")
         dense = starting_head(head.model, selected)
-        tuner = FineTuner(dense, meta["weights"], int(meta["input_size"]), meta["pooling"],
+        tuner = FineTuner(dense, meta["weights"], int(meta["input_size"]), first["pooling"],
                           expected_sha256=first["weights_sha256"], random_state=seed,
                           backbone=first.get("backbone", backbone.DEFAULT), **settings)
         start = time.perf_counter()

@@ -39,8 +39,9 @@ def main(argv):
     root = Path(params["data"]["dir"])
     size = image_size.resolve(settings["input_size"], catalog.split_files(manifest, "train", root))
     # Each backbone keeps its own per-image cache, so adding one to a fusion extracts only that one.
-    extractors = [extraction.Extractor(backbone.weights_source(settings["weights"], name), size, settings["pooling"],
-                                       engine, precision, name, cache_root=paths.CACHE.resolve()) for name in names]
+    extractors = [extraction.Extractor(backbone.weights_source(settings["weights"], name), size,
+                                       backbone.pooling_for(settings["pooling"], name), engine, precision, name,
+                                       cache_root=paths.CACHE.resolve()) for name in names]
     caches = [FeatureCache(paths.FEATURE_CACHE, extractor.provenance()) for extractor in extractors]
     provenance = None
     print(f"{fusion.name(names)} on {engine} at {precision}, {size} px")
