@@ -160,8 +160,9 @@ def fine_tune(head_name, settings, data_dir, seed, tta, curves=None, selection=0
             np.asarray(train.paths)[selected], train.classes)
         sample = slice(0, tuner.batch_size)
         images = load_images([Path(data_dir) / p for p in train.paths[sample]], tuner.input_size)
-        refitted = (f" refitted on {tuner.backbone}'s features" if "fusion" in meta
-                    else " refitted" * bool(selected.any())) + " without the selection images" * bool(selected.any())
+        refit = ([f"on {tuner.backbone}'s features"] * ("fusion" in meta)
+                 + ["without the selection images"] * bool(selected.any()))
+        refitted = f" refitted {' '.join(refit)}" if refit else ""
         metrics = {
             "type": "finetune",
             "approach": f"fine-tuned {tuner.backbone} from {backbone.get(tuner.backbone).tuned_from} + {head_name}"

@@ -87,7 +87,8 @@ def selection_scores(rows, heads, classes, selected):
                 raise PipelineError(f"{row} has no probabilities on the selection images ({file}): run `dvc repro`")
             table = read_table(file, ["actual"])
         on = table.set_index("path")
-        if not set(selected) <= set(on.index) or row not in heads and row != ENSEMBLE and len(on) != len(selected):
+        own_file = row not in heads and row != ENSEMBLE  # holds the selection images alone
+        if not set(selected) <= set(on.index) or (own_file and len(on) != len(selected)):
             raise PipelineError(f"{row} was scored on other selection images than evaluate.selection and evaluate.seed "
                                 "draw now: run `dvc repro`")
         proba, y = probabilities(on.loc[selected], classes)
