@@ -63,6 +63,21 @@ def test_the_cached_path_gives_the_full_models_outputs(setup, random_weights):
     np.testing.assert_allclose(tuner.predict_proba(intermediate), full, atol=1e-5)
 
 
+def test_training_in_bfloat16_trains_block5_and_leaves_a_float32_model(setup, random_weights):
+    images, intermediate, *_ = setup
+    fp32, bf16 = tuned(setup, random_weights), tuned(setup, random_weights, precision="bf16")
+    assert {layer.compute_dtype for layer in bf16.model_.layers} == {"float32"}
+    tuned_weights = [(ours, theirs) for ours, theirs in zip(bf16.cached_.get_weights(), fp32.cached_.get_weights())
+                     if not np.array_equal(ours, theirs)]
+    assert tuned_weights  # bfloat16's rounding took other steps
+    for ours, theirs in tuned_weights:
+        assert ours.dtype == np.float32
+        np.testing.assert_allclose(ours, theirs, atol=0.05)
+    np.testing.assert_allclose(bf16.predict_proba(intermediate), fp32.predict_proba(intermediate), atol=0.1)
+    np.testing.assert_allclose(networks.keras_proba(bf16.model_, backbone.preprocess(images)),
+                               bf16.predict_proba(intermediate), atol=1e-5)
+
+
 def test_features_made_with_other_weights_are_refused(setup, random_weights):
     with pytest.raises(PipelineError, match="weights differ"):
         tuned(setup, random_weights, expected_sha256="0" * 64)

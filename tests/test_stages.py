@@ -196,6 +196,21 @@ def test_a_fine_tuned_row_is_chosen_only_when_it_gets_more_selection_images_righ
     assert len(pd.read_csv("labels.csv")) == 2 * PER_CLASS
 
 
+def test_fine_tuning_run_again_on_the_trained_dense_head_itself_gives_the_same_model(project, tmp_path, monkeypatch):
+    """With no selection images and one backbone it starts from the train stage's head as saved, whose dropout
+    draws its seed as it is loaded: seeded first, two runs agree."""
+    copy = shutil.copytree(project, tmp_path / "project")
+    params = yaml.safe_load((copy / "params.yaml").read_text())
+    params["evaluate"]["selection"] = 0.0
+    (copy / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    monkeypatch.chdir(copy)
+    runs = []
+    for _ in range(2):
+        stage("finetune", "finetune_top")
+        runs.append(pd.read_csv(paths.predictions_file("finetune_top")))
+    pd.testing.assert_frame_equal(*runs)
+
+
 def test_a_report_with_a_row_not_yet_trained_says_to_run_dvc_repro(project, monkeypatch, capsys):
     monkeypatch.chdir(project)
     params = yaml.safe_load(Path("params.yaml").read_text())

@@ -25,7 +25,7 @@ from pipeline.modeling.saved_model import SavedModel
 from pipeline.quiet_keras import keras
 
 # FineTuner's parameters that come from the dense head and the features, not from params.yaml.
-FIXED = ("head", "weights", "input_size", "pooling", "expected_sha256", "random_state", "backbone")
+FIXED = ("head", "weights", "input_size", "pooling", "precision", "expected_sha256", "random_state", "backbone")
 
 
 def head_layers(head):
@@ -46,11 +46,14 @@ class FineTuner(ClassifierMixin, BaseEstimator):
     """The backbone's top part + a pretrained dense head, trained with SGD on the cached intermediate output.
 
     `class_weight` 'balanced' weights each class by n_images / (n_classes * its images) (networks.class_weights).
+    Early stopping counts an epoch as better only when its validation loss is more than `min_delta` below the best.
+    `precision` 'bf16' trains the top block in bfloat16 (its weights stay float32, and so does the saved model).
     """
 
     def __init__(self, head=None, weights="imagenet", input_size=150, pooling="flatten",
-                 learning_rate=1e-4, momentum=0.9, epochs=20, patience=3, batch_size=32, class_weight=None,
-                 expected_sha256=None, random_state=0, backbone=backbone.DEFAULT):
+                 learning_rate=1e-4, momentum=0.9, epochs=20, patience=3, min_delta=0.0, batch_size=32,
+                 class_weight=None, precision="fp32", expected_sha256=None, random_state=0,
+                 backbone=backbone.DEFAULT):
         self.head = head
         self.weights = weights
         self.input_size = input_size
@@ -59,8 +62,10 @@ class FineTuner(ClassifierMixin, BaseEstimator):
         self.momentum = momentum
         self.epochs = epochs
         self.patience = patience
+        self.min_delta = min_delta
         self.batch_size = batch_size
         self.class_weight = class_weight
+        self.precision = precision
         self.expected_sha256 = expected_sha256
         self.random_state = random_state
         self.backbone = backbone
@@ -93,11 +98,15 @@ class FineTuner(ClassifierMixin, BaseEstimator):
         self.classes_ = self.head.classes_
         weights = networks.class_weights(self.class_weight, self.classes_, views.y)  # before the backbone loads
         self.build()
-        networks.compile_classifier(self.cached_, len(self.classes_),
-                                    keras.optimizers.SGD(self.learning_rate, momentum=self.momentum))
-        data = networks.RandomViews(views, self.batch_size, self.random_state)
-        self.history_ = networks.train(self.cached_, data, validation, self.epochs, self.patience, log=True,
-                                       class_weight=weights, curves=curves)
+        head = self.cached_.get_layer("head")  # stays float32: it is small, and its output layer must
+        top = [layer for layer in self.cached_.layers
+               if layer is not head and not isinstance(layer, keras.layers.InputLayer)]
+        with networks.computing_in(top, self.precision):
+            networks.compile_classifier(self.cached_, len(self.classes_),
+                                        keras.optimizers.SGD(self.learning_rate, momentum=self.momentum))
+            data = networks.RandomViews(views, self.batch_size, self.random_state)
+            self.history_ = networks.train(self.cached_, data, validation, self.epochs, self.patience, log=True,
+                                           class_weight=weights, curves=curves, min_delta=self.min_delta)
         return self
 
     def predict_proba(self, intermediate, flipped=None):
@@ -123,16 +132,18 @@ def speedup(tuner, images, intermediate, labels):
     return {"full_seconds_per_image": full, "cached_seconds_per_image": cached, "speedup": full / cached}
 
 
-def fine_tune(head_name, settings, data_dir, seed, tta, curves=None, selection=0.0):
+def fine_tune(head_name, settings, data_dir, seed, tta, curves=None, selection=0.0, precision="fp32"):
     """Fine-tune the backbone's top block with the trained dense head `head_name`, on the cached features.
 
-    `settings`: the row's FineTuner settings. The fraction `selection` of the training images
-    (pipeline.modeling.selection_images) is left out of everything, the starting head's fit included.
+    `settings`: the row's FineTuner settings; `precision`: 'fp32' or 'bf16', what training computes in.
+    The fraction `selection` of the training images (pipeline.modeling.selection_images) is left out of
+    everything, the starting head's fit included.
     Returns (the SavedModel, which takes images, its metrics, its held-out predictions, its probabilities on the
     selection images); scored on the held-out split with the mirror images averaged in if `tta`.
     `curves`: a pipeline.modeling.live.Folder for the learning curves.
     The intermediate outputs stay in their files, read a batch at a time, so memory does not grow with the images.
     """
+    keras.utils.set_random_seed(seed)  # the head's dropout draws its own seed as it is unpickled: the same each run
     head = SavedModel.load(paths.model_file(head_name))
     heldout_file = store.heldout_file()
     if heldout_file is None:
@@ -145,7 +156,7 @@ def fine_tune(head_name, settings, data_dir, seed, tta, curves=None, selection=0
         first = fusion.parts(meta)[0]  # with fused features, fine-tuning continues the first listed backbone
         selected = selection_images.mask(train.paths, train.y, train.classes, selection, seed, "fine-tuning")
         dense = starting_head(head.model, selected)
-        tuner = FineTuner(dense, meta["weights"], int(meta["input_size"]), first["pooling"],
+        tuner = FineTuner(dense, meta["weights"], int(meta["input_size"]), first["pooling"], precision=precision,
                           expected_sha256=first["weights_sha256"], random_state=seed,
                           backbone=first.get("backbone", backbone.DEFAULT), **settings)
         start = time.perf_counter()
@@ -168,7 +179,7 @@ def fine_tune(head_name, settings, data_dir, seed, tta, curves=None, selection=0
             "approach": f"fine-tuned {tuner.backbone} from {backbone.get(tuner.backbone).tuned_from} + {head_name}"
                         f"{refitted}",
             "heldout": scores, "selection": chosen_scores, "fit_seconds": seconds,
-            "epochs": len(tuner.history_["loss"]), "tta": tta,
+            "epochs": len(tuner.history_["loss"]), "tta": tta, "precision": tuner.precision,
             "training_views": 1 + (0 if train.augmented is None else train.augmented.shape[1]),
             **speedup(tuner, images, train.X[sample], train.y[sample]),
         }

@@ -1,6 +1,7 @@
 """What every Keras classifier here shares: its output layer, loss, early stopping and probabilities."""
 import math
 import warnings
+from contextlib import contextmanager
 
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
@@ -10,6 +11,8 @@ from pipeline import PipelineError
 from pipeline.quiet_keras import keras
 
 LR_DROP = 0.3  # train's learning-rate cut on a plateau of the validation loss
+# Keras's name for computing in bfloat16 with float32 weights (the output layer stays float32).
+DTYPE_POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16"}
 
 
 def output_layer(n_classes):
@@ -44,8 +47,24 @@ def class_weights(setting, classes, y):
             enumerate(compute_class_weight(setting, classes=np.asarray(classes), y=np.asarray(y)))}
 
 
+@contextmanager
+def computing_in(layers, precision):
+    """Inside the block `layers` compute in `precision` ('fp32' or 'bf16'); in float32 again after.
+
+    Their weights stay float32 throughout (mixed_bfloat16 casts them as it reads them), so a model
+    trained in bfloat16 is saved, scored and shipped as a float32 one.
+    """
+    for layer in layers:
+        layer.dtype_policy = DTYPE_POLICIES[precision]
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.dtype_policy = "float32"
+
+
 def train(model, data, validation, epochs, patience, batch_size=None, log=False, class_weight=None,
-          lr_patience=None, curves=None):
+          lr_patience=None, curves=None, min_delta=0.0):
     """Fit with early stopping on validation loss, keeping the best epoch; returns the history.
 
     `data`: (inputs, targets) or a keras.utils.PyDataset (RandomViews); `validation`: (inputs, labels) or Views.
@@ -54,14 +73,15 @@ def train(model, data, validation, epochs, patience, batch_size=None, log=False,
     (a pipeline.modeling.live.Folder) the curves also go to DVCLive's files there as the epochs end.
     `class_weight` ({class index: weight}, as class_weights gives) weights the training rows and the
     validation loss alike, so that early stopping watches the loss being minimised. `lr_patience`
-    epochs without a better validation loss cut the learning rate to LR_DROP times itself.
+    epochs without a better validation loss cut the learning rate to LR_DROP times itself. A validation loss
+    counts as better only when it falls more than `min_delta` below the best so far.
     """
     if isinstance(validation, tuple):
         validation = Views(*validation)
     weights = None if class_weight is None else np.array(
         [class_weight.get(int(label), 1.0) for label in np.asarray(validation.y).ravel()], dtype=np.float32)
     validation = InOrder(validation, batch_size or 32, weights)  # Keras's own validation batch size
-    stopping = keras.callbacks.EarlyStopping(patience=patience, restore_best_weights=True)
+    stopping = keras.callbacks.EarlyStopping(patience=patience, min_delta=min_delta, restore_best_weights=True)
     callbacks = [stopping]
     if lr_patience:
         callbacks.append(keras.callbacks.ReduceLROnPlateau(factor=LR_DROP, patience=lr_patience, min_lr=1e-5))

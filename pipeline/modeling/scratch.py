@@ -16,8 +16,6 @@ from pipeline.modeling import evaluation, networks, selection_images
 from pipeline.modeling.saved_model import SavedModel
 from pipeline.quiet_keras import keras
 
-# Keras's name for computing in bfloat16 with float32 weights (the output layer stays float32).
-DTYPE_POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16"}
 OPTIMIZERS = {"adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop}
 # Batch normalisation's moving statistics follow the batches ten times faster than Keras's default
 # 0.99: with 0.99 and a few hundred steps they lagged the weights, and every validation image got
@@ -90,7 +88,7 @@ class ScratchCNN(ClassifierMixin, BaseEstimator):
 
     def _build(self, input_size, n_classes):
         random_layers = augment_layers.model_layers(self.augmentation, self.random_state) if self.augmentation else []
-        dtype = DTYPE_POLICIES[self.precision]
+        dtype = networks.DTYPE_POLICIES[self.precision]
         return keras.Sequential([
             keras.Input((input_size, input_size, 3)),
             *random_layers,

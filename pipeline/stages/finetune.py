@@ -2,10 +2,12 @@
 from pipeline import PipelineError, paths
 from pipeline.cli import entry_point
 from pipeline.config import check_settings, stage_params
+from pipeline.features import engines
 from pipeline.modeling import finetune, live, outputs
 from pipeline.stages import run_name
 
-PARAMS = ("data.dir", "evaluate", "finetune.{name}")  # what dvc.yaml's finetune stage lists
+# What dvc.yaml's finetune stage lists; backbone.precision decides whether training computes in bfloat16.
+PARAMS = ("data.dir", "backbone.precision", "evaluate", "finetune.{name}")
 
 
 @entry_point
@@ -22,7 +24,8 @@ def main(argv):
     evaluate = params["evaluate"]
     model, metrics, predictions, selection = finetune.fine_tune(
         head_name, settings, params["data"]["dir"], evaluate["seed"], evaluate["tta"],
-        curves=live.emptied(live.directory(name)), selection=evaluate["selection"])
+        curves=live.emptied(live.directory(name)), selection=evaluate["selection"],
+        precision=engines.resolve("keras", params["backbone"]["precision"])[1])
     outputs.save(name, model, metrics, predictions, selection=selection)
     print(outputs.summary(name, metrics))
     print(f"a training step costs {metrics['speedup']:.1f}x less per image from the cached intermediate output")
