@@ -39,7 +39,7 @@ def test_an_input_too_small_for_the_network_is_explained_and_the_smallest_trains
     assert ScratchCNN(network=network, epochs=1).fit(X, y, validation=(X, y)).predict_proba(X).shape == (4, 2)
 
 
-@pytest.mark.parametrize("setting, value", [("network", "resnet"), ("optimizer", "sgd")])
+@pytest.mark.parametrize("setting, value", [("network", "resnet"), ("optimizer", "sgd"), ("schedule", "linear")])
 def test_an_unknown_network_or_optimizer_names_the_choices(setting, value):
     with pytest.raises(PipelineError, match=f"{setting} is '{value}': use one of"):
         ScratchCNN(epochs=1, **{setting: value}).fit(np.zeros((4, 32, 32, 3), np.uint8), np.array([0, 1, 0, 1]))
@@ -53,6 +53,15 @@ def test_a_plateau_of_the_validation_loss_cuts_the_learning_rate():
     rates = np.asarray(cnn.history_["learning_rate"])
     assert rates[0] == pytest.approx(1e-3) and rates[-1] < 1e-3 * networks.LR_DROP + 1e-9
     assert "learning_rate" not in ScratchCNN(epochs=2, lr_patience=0).fit(X, y, validation=(X, 1 - y)).history_
+
+
+def test_a_cosine_schedule_lowers_the_rate_every_step_to_zero_at_the_last_epoch():
+    X = np.random.default_rng(3).uniform(0, 255, (16, 24, 24, 3)).astype(np.uint8)
+    y = np.tile([0, 1], 8)
+    cnn = ScratchCNN(epochs=3, patience=10, schedule="cosine", batch_size=8).fit(X, y, validation=(X, 1 - y))
+    optimizer = cnn.model_.optimizer
+    assert int(optimizer.iterations) == 3 * 2 and float(optimizer.learning_rate) == pytest.approx(0.0, abs=1e-12)
+    assert "learning_rate" not in cnn.history_  # no plateau cuts on top
 
 
 def test_bfloat16_training_keeps_float32_weights_and_probabilities():

@@ -17,6 +17,9 @@ from pipeline.modeling.saved_model import SavedModel
 from pipeline.quiet_keras import keras
 
 OPTIMIZERS = {"adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop}
+# How the learning rate moves: cut on a plateau of the validation loss (lr_patience), or down a half cosine
+# from learning_rate to 0 over `epochs`, which spends a short budget better than waiting for plateaus.
+SCHEDULES = ("plateau", "cosine")
 # Batch normalisation's moving statistics follow the batches ten times faster than Keras's default
 # 0.99: with 0.99 and a few hundred steps they lagged the weights, and every validation image got
 # the same class for the first epochs on cats-dogs-small (benchmarks/results.md, run 4).
@@ -64,15 +67,16 @@ class ScratchCNN(ClassifierMixin, BaseEstimator):
     The random transforms of `augmentation` (params.yaml's augment section) apply to training
     batches only (Keras skips them at inference); early stopping watches images it does not train
     on. `optimizer` 'adam' or 'rmsprop' at `learning_rate` (the tutorial trains with RMSprop at 1e-3
-    in batches of 16), cut to 0.3x after `lr_patience` epochs without a better validation loss (0: never).
+    in batches of 16), cut to 0.3x after `lr_patience` epochs without a better validation loss (0: never) with
+    `schedule` 'plateau', or lowered every step along a half cosine to 0 at the last epoch with 'cosine'.
     `precision` 'bf16' computes in bfloat16 with float32 weights, faster on CPUs with
     bfloat16 instructions (README, Speed). `class_weight` 'balanced' weights each class by
     n_images / (n_classes * its images) (networks.class_weights).
     """
 
     def __init__(self, augmentation=None, network="compact", optimizer="adam", epochs=60, patience=12,
-                 lr_patience=4, batch_size=32, learning_rate=1e-3, precision="fp32", validation_fraction=0.15,
-                 class_weight=None, random_state=0):
+                 lr_patience=4, batch_size=32, learning_rate=1e-3, schedule="plateau", precision="fp32",
+                 validation_fraction=0.15, class_weight=None, random_state=0):
         self.augmentation = augmentation
         self.network = network
         self.optimizer = optimizer
@@ -81,6 +85,7 @@ class ScratchCNN(ClassifierMixin, BaseEstimator):
         self.lr_patience = lr_patience
         self.batch_size = batch_size
         self.learning_rate = learning_rate
+        self.schedule = schedule
         self.precision = precision
         self.validation_fraction = validation_fraction
         self.class_weight = class_weight
@@ -98,7 +103,8 @@ class ScratchCNN(ClassifierMixin, BaseEstimator):
         ], name="scratch_cnn")
 
     def _check(self, input_size):
-        for setting, value, choices in (("network", self.network, NETWORKS), ("optimizer", self.optimizer, OPTIMIZERS)):
+        for setting, value, choices in (("network", self.network, NETWORKS), ("optimizer", self.optimizer, OPTIMIZERS),
+                                        ("schedule", self.schedule, SCHEDULES)):
             if value not in choices:
                 raise PipelineError(f"the scratch CNN's {setting} is {value!r}: use one of {', '.join(choices)}")
         smallest = NETWORKS[self.network][1]
@@ -121,11 +127,15 @@ class ScratchCNN(ClassifierMixin, BaseEstimator):
             validation = networks.Views(validation[0], np.searchsorted(self.classes_, validation[1]))
         n_classes = len(self.classes_)
         weights = networks.class_weights(self.class_weight, self.classes_, self.classes_[train.y])
+        data = networks.RandomViews(train, self.batch_size, self.random_state)
+        cosine = self.schedule == "cosine"
+        rate = keras.optimizers.schedules.CosineDecay(self.learning_rate, self.epochs * len(data)) if cosine \
+            else self.learning_rate
         self.model_ = networks.compile_classifier(self._build(X.shape[1], n_classes), n_classes,
-                                                  OPTIMIZERS[self.optimizer](self.learning_rate))
-        self.history_ = networks.train(self.model_, networks.RandomViews(train, self.batch_size, self.random_state),
-                                       validation, self.epochs, self.patience, self.batch_size, log=True,
-                                       class_weight=weights, lr_patience=self.lr_patience, curves=curves)
+                                                  OPTIMIZERS[self.optimizer](rate))
+        self.history_ = networks.train(self.model_, data, validation, self.epochs, self.patience, self.batch_size,
+                                       log=True, class_weight=weights, lr_patience=None if cosine else self.lr_patience,
+                                       curves=curves)
         return self
 
     def predict_proba(self, X):
