@@ -61,7 +61,7 @@ def test_the_demo_project_runs_on_the_digits_with_the_demos_settings(tmp_path, c
     assert params["backbone"]["input_size"] == demo.SIZE
     assert not params["augment"]["horizontal_flip"] and not params["evaluate"]["tta"]  # a mirrored 2 is no 2
     shipped = load_params(PROJECT / "params.yaml")
-    assert params["scratch"]["scratch_cnn"] == {**shipped["scratch"]["scratch_cnn"], "input_size": demo.SIZE, "epochs": 30,
-                                                "patience": 5}
+    assert params["scratch"]["scratch_cnn"] == {**shipped["scratch"]["scratch_cnn"], "input_size": demo.SIZE,
+                                                "epochs": 30, "patience": 5}
     assert params["heads"] == shipped["heads"]  # only what the demo changes differs from the shipped settings
     assert load_params(PROJECT / "params.yaml")["backbone"]["input_size"] != demo.SIZE  # the project's: photos
