@@ -14,14 +14,14 @@ import os
 import sys
 from pathlib import Path
 
-import yaml
 from tabulate import tabulate
 
+from pipeline.config import load_params
 from pipeline.modeling import finetune
 
 
 def run(workspace, precision, min_delta, patience=None):
-    params = yaml.safe_load((workspace / "params.yaml").read_text())
+    params = load_params(workspace / "params.yaml")
     settings = dict(params["finetune"]["finetune_top"])
     head = settings.pop("head")
     settings["min_delta"] = min_delta

@@ -11,9 +11,8 @@ import argparse
 import resource
 import time
 
-import yaml
-
 from pipeline import paths
+from pipeline.config import load_params
 from pipeline.data import duplicates
 from pipeline.modeling import evaluation, heads
 
@@ -27,7 +26,7 @@ def main():
     parser.add_argument("head")
     parser.add_argument("--jobs", type=int)
     args = parser.parse_args()
-    params = yaml.safe_load(open("params.yaml"))
+    params = load_params()
     spec = params["heads"][args.head]
     train = heads.read_vectors(paths.features_file("train"), heads.layer_of(spec))
     views = train.views()

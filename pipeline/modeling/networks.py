@@ -49,18 +49,19 @@ def class_weights(setting, classes, y):
 
 @contextmanager
 def computing_in(layers, precision):
-    """Inside the block `layers` compute in `precision` ('fp32' or 'bf16'); in float32 again after.
+    """Inside the block `layers` compute in `precision` ('fp32' or 'bf16'); after it, as they did before.
 
-    Their weights stay float32 throughout (mixed_bfloat16 casts them as it reads them), so a model
+    Their weights stay float32 throughout (mixed_bfloat16 casts them as it reads them), so a float32 model
     trained in bfloat16 is saved, scored and shipped as a float32 one.
     """
+    before = [layer.dtype_policy for layer in layers]
     for layer in layers:
         layer.dtype_policy = DTYPE_POLICIES[precision]
     try:
         yield
     finally:
-        for layer in layers:
-            layer.dtype_policy = "float32"
+        for layer, policy in zip(layers, before):
+            layer.dtype_policy = policy
 
 
 def train(model, data, validation, epochs, patience, batch_size=None, log=False, class_weight=None,

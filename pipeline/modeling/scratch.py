@@ -128,14 +128,15 @@ class ScratchCNN(ClassifierMixin, BaseEstimator):
         n_classes = len(self.classes_)
         weights = networks.class_weights(self.class_weight, self.classes_, self.classes_[train.y])
         data = networks.RandomViews(train, self.batch_size, self.random_state)
-        cosine = self.schedule == "cosine"
-        rate = keras.optimizers.schedules.CosineDecay(self.learning_rate, self.epochs * len(data)) if cosine \
-            else self.learning_rate
+        if self.schedule == "cosine":  # the schedule alone moves the rate: no plateau cuts on top
+            rate = keras.optimizers.schedules.CosineDecay(self.learning_rate, self.epochs * len(data))
+            lr_patience = None
+        else:
+            rate, lr_patience = self.learning_rate, self.lr_patience
         self.model_ = networks.compile_classifier(self._build(X.shape[1], n_classes), n_classes,
                                                   OPTIMIZERS[self.optimizer](rate))
         self.history_ = networks.train(self.model_, data, validation, self.epochs, self.patience, self.batch_size,
-                                       log=True, class_weight=weights, lr_patience=None if cosine else self.lr_patience,
-                                       curves=curves)
+                                       log=True, class_weight=weights, lr_patience=lr_patience, curves=curves)
         return self
 
     def predict_proba(self, X):
