@@ -1,3 +1,5 @@
+import tracemalloc
+
 import numpy as np
 import pytest
 import sklearn
@@ -171,3 +173,32 @@ def test_a_head_that_must_fit_alone_gets_one_fold_at_a_time(monkeypatch):
     assert fold_jobs(make_head("l", {"type": "logreg"})) == 4
     assert fold_jobs(make_head("d", {"type": "dense", "scale": "l2"})) == 1
     assert fold_jobs(KNeighborsClassifier()) == 4
+
+
+def traced_peak(call):
+    """Bytes allocated at most while `call()` runs (numpy reports its arrays to tracemalloc), and its result."""
+    tracemalloc.start()
+    try:
+        result = call()
+        return tracemalloc.get_traced_memory()[1], result
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("head", [{"type": "logreg", "C": 1.0}, {"type": "rbf_svm", "scale": "l2"}])
+def test_a_fit_on_its_own_rows_holds_them_once_and_fits_the_same_model(head):
+    X, y = make_classification(n_samples=4000, n_features=400, random_state=0)
+    rows, index = X.astype(np.float32), np.arange(0, 4000, 2)
+    before = rows.copy()
+    model = make_head("head", head)
+    fold_rows = rows[index].nbytes
+
+    plain_peak, (plain, _) = traced_peak(lambda: evaluation.fit(model, rows[index], y[index]))
+    own_peak, (own, _) = traced_peak(lambda: evaluation.fit_own_rows(model, rows, index, y[index]))
+    assert own_peak < plain_peak - 0.7 * fold_rows  # the scaler's copy of the fold's rows is not made
+    np.testing.assert_array_equal(rows, before)  # the caller's rows are not scaled
+    np.testing.assert_allclose(own.predict_proba(rows[1::2]), plain.predict_proba(rows[1::2]), atol=1e-6)
+    assert all(value for name, value in own.get_params().items() if name.endswith("__copy"))
+    scored = rows[1::2].copy()
+    own.predict_proba(scored)
+    np.testing.assert_array_equal(scored, rows[1::2])  # predicting scales a copy, as before

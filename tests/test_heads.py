@@ -1,9 +1,12 @@
 
+import tracemalloc
+
 import numpy as np
 import pytest
 from sklearn.base import clone
 from sklearn.datasets import make_classification
 from sklearn.metrics import balanced_accuracy_score, recall_score
+from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from pipeline import PipelineError
@@ -107,6 +110,28 @@ def test_settings_reach_the_estimator_and_scaling_comes_first():
     assert model[-1].C == 0.01 and model[-1].random_state == 3
     assert type(model[0]).__name__ == "Normalizer"
     assert len(make_head("raw", {"type": "logreg", "scale": "none"})) == 1
+
+
+def test_the_standard_scaler_fitted_in_chunks_scales_as_scikit_learns_with_a_fraction_of_the_memory():
+    X = make_classification(n_samples=3000, n_features=300, random_state=0)[0].astype(np.float32) * 3 + 5
+    weights = np.linspace(0.5, 2, len(X))
+    expected = StandardScaler().fit(X, sample_weight=weights)
+    chunked = heads.StandardScalerInChunks().fit(X[:100]).fit(X, sample_weight=weights)  # a refit starts afresh
+    np.testing.assert_allclose(chunked.mean_, expected.mean_, rtol=1e-7)  # float32 rows: sums round at 1e-9
+    np.testing.assert_allclose(chunked.var_, expected.var_, rtol=1e-7)
+    assert chunked.n_samples_seen_ == pytest.approx(expected.n_samples_seen_)  # the weights' sum
+    np.testing.assert_allclose(chunked.transform(X), expected.transform(X), atol=1e-5)
+
+    def peak(scaler):
+        tracemalloc.start()
+        scaler.fit(X)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        return peak
+
+    assert peak(StandardScaler()) > 1.9 * X.nbytes  # every deviation in float64 at once
+    assert peak(heads.StandardScalerInChunks()) < 0.4 * X.nbytes
+    assert type(make_head("standard", {"type": "logreg"})[0]) is heads.StandardScalerInChunks
 
 
 def test_an_unknown_type_lists_the_known_ones():

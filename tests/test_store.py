@@ -62,6 +62,9 @@ def test_views_put_each_image_before_its_augmented_copies():
                            augmented=np.ones((3, 2, 2)))
     views = split.views()
     assert views.shape == (3, 3, 2) and (views[:, 0] == 0).all() and (views[:, 1:] == 1).all()
+    # the split's rows are then held once: its image and copy rows are those of the views
+    assert np.shares_memory(split.X, views) and np.shares_memory(split.augmented, views)
+    np.testing.assert_array_equal(split.views(), views)
 
 
 def test_an_interrupted_write_leaves_no_file(tmp_path):

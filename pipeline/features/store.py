@@ -36,10 +36,15 @@ class Features:
     flipped: np.ndarray | None = None  # (images, ...) of the mirror images
 
     def views(self):
-        """(images, 1 + copies, ...): each image's own row first, then its augmented copies."""
+        """(images, 1 + copies, ...): each image's own row first, then its augmented copies.
+
+        X and augmented become parts of the array returned, so that a split's rows are in memory once, not twice.
+        """
         if self.augmented is None:
             return self.X[:, None]
-        return np.concatenate([self.X[:, None], self.augmented], axis=1)
+        views = np.concatenate([self.X[:, None], self.augmented], axis=1)
+        self.X, self.augmented = views[:, 0], views[:, 1:]
+        return views
 
 
 def write(path, chunks, labels, rel_paths, classes, meta, started, extra=None):

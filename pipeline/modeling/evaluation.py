@@ -85,6 +85,26 @@ def fit(model, X, y, **metadata):
     return fitted, time.perf_counter() - start
 
 
+def fit_own_rows(model, rows, index, y, **metadata):
+    """fit(model, rows[index], y, **metadata), its scalers transforming its own copy of the rows in place.
+
+    scikit-learn's scalers copy by default: a fold's fit held its rows twice, at 4,000 photos 0.8 GB each
+    (benchmarks/heads_memory.py). `index` None: every row (copied, as the scaler would have).
+    """
+    copies = scaler_copies(model)
+    own = rows[index] if index is not None else rows.copy() if copies else rows
+    fitted, seconds = fit(clone(model).set_params(**dict.fromkeys(copies, False)), own, y, **metadata)
+    return fitted.set_params(**copies), seconds  # as it was: what it predicts on later is not its own
+
+
+def scaler_copies(model):
+    """{parameter: value} of the `copy` settings of a pipeline's scalers (its steps before the estimator)."""
+    if not isinstance(model, Pipeline):
+        return {}
+    params = model.get_params()
+    return {f"{name}__copy": params[f"{name}__copy"] for name, _ in model.steps[:-1] if f"{name}__copy" in params}
+
+
 def grouped_folds(y, n_views, folds, seed, groups=None):
     """Yield (train rows, test rows) of stratified k-fold CV over images with `n_views` rows each.
 
@@ -117,7 +137,7 @@ def cross_validate(model, views, y, n_classes, folds, seed, groups=None, n_jobs=
     splits = list(grouped_folds(y, n_views, folds, seed, groups))
 
     def fold(train, test):
-        fitted, _ = fit(model, rows[train], row_labels[train], groups=row_groups[train])
+        fitted, _ = fit_own_rows(model, rows, train, row_labels[train], groups=row_groups[train])
         return head_proba(fitted, rows[test], n_classes)
 
     n_jobs = min(fold_jobs(model) if n_jobs is None else n_jobs, len(splits))
@@ -190,8 +210,8 @@ def evaluate(model, train, heldout, folds, seed, tta=False, groups=None, n_jobs=
     out_of_fold, fold_of, per_fold = cross_validate(model, views, train.y, n_classes, folds, seed, groups, n_jobs)
     cv_seconds = time.perf_counter() - start
     n_views = views.shape[1]
-    fitted, fit_seconds = fit(model, views.reshape(-1, views.shape[-1]), np.repeat(train.y, n_views),
-                              groups=np.repeat(groups, n_views), curves=curves)
+    fitted, fit_seconds = fit_own_rows(model, views.reshape(-1, views.shape[-1]), None, np.repeat(train.y, n_views),
+                                       groups=np.repeat(groups, n_views), curves=curves)
     result = {"cv": cv_summary(per_fold), "cv_seconds": cv_seconds, "fit_seconds": fit_seconds,
               "training_views": int(views.shape[1])}
     if heldout is None:

@@ -11,7 +11,7 @@ import itertools
 import numpy as np
 
 from pipeline import PipelineError
-from pipeline.modeling.heads import DenseHead
+from pipeline.modeling.heads import DenseHead, StandardScalerInChunks
 from pipeline.modeling.kernel_svm import KernelSVM
 
 ONNX_OPSET = 17  # the backbone's (pipeline.features.engines): one graph holds one version of each operator
@@ -38,11 +38,16 @@ def head_to_onnx(head, n_features, n_classes):
 def register_converters():
     from skl2onnx import update_registered_converter
     from skl2onnx.common.shape_calculator import calculate_linear_classifier_output_shapes
+    from skl2onnx.operator_converters.scaler_op import convert_sklearn_scaler
+    from skl2onnx.shape_calculators.scaler import calculate_sklearn_scaler_output_shapes
 
     for estimator, converter in ((KernelSVM, convert_kernel_svm), (DenseHead, convert_dense_head)):
         update_registered_converter(estimator, f"Pipeline{estimator.__name__}",
                                     calculate_linear_classifier_output_shapes, converter,
                                     options={"zipmap": [True, False], "nocl": [True, False]})
+    # a StandardScaler that only fits differently: skl2onnx's own converter, under its own name
+    update_registered_converter(StandardScalerInChunks, "SklearnScaler", calculate_sklearn_scaler_output_shapes,
+                                convert_sklearn_scaler, options={"div": ["std", "div", "div_cast"]})
 
 
 def convert_kernel_svm(scope, operator, container):
