@@ -1,0 +1,122 @@
+"""Would INT8 extraction (OpenVINO, post-training quantization by NNCF) keep the heads' CV, and how fast is it?
+
+    python benchmarks/int8_extraction.py DATASET_DIR... [--images 600] [--calibration 300] [--size 150]
+
+For each dataset: up to --images training images (evenly over the sorted listing; DIR/train/ where there is
+one), VGG16's features (flatten) and averaged intermediate output extracted by OpenVINO in fp32, in bf16 and
+in INT8. The INT8 model is quantized by nncf.quantize on --calibration of those training images (activation
+ranges only: no labels), as `backbone.precision: int8` would on a user's own. Each setting's extraction speed
+(decode included, as the pipeline runs it) is printed beside Keras `predict` on preloaded arrays, measured in
+the same process; then logreg_l2 and logreg_intermediate (the shipped rows) are cross-validated on each
+setting's features (5 folds, seed 42, each image's own row only). Nothing is written.
+Needs `pip install nncf` (not a dependency of the project). Offline: set VGG16_IMAGENET_WEIGHTS.
+"""
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+from tabulate import tabulate
+
+from pipeline.data.images import files_under, load_image
+from pipeline.features import backbone, engines
+from pipeline.modeling import evaluation, heads
+
+HEADS = {"logreg_l2": {"type": "logreg", "scale": "l2", "C": 10.0},
+         "logreg_intermediate": {"type": "logreg", "layer": "intermediate", "C": 1.0}}
+FOLDS, SEED, BATCH = 5, 42, 32
+
+
+def training_files(folder, count):
+    folder = Path(folder)
+    files = files_under(folder / "train" if (folder / "train").is_dir() else folder)
+    step = max(1, len(files) // count)
+    return files[::step][:count]
+
+
+def labels_of(files):
+    names = [Path(f).parent.name for f in files]
+    classes = sorted(set(names))
+    return np.array([classes.index(n) for n in names]), len(classes)
+
+
+def int8_runner(model, calibration):
+    """compile_for's kind of callable for `model` quantized to INT8 on the preprocessed `calibration` images.
+
+    What NNCF leaves in floating point runs in bf16 where the CPU has it, as the bf16 setting does.
+    """
+    import nncf
+    import openvino
+
+    quantized = nncf.quantize(openvino.convert_model(model), nncf.Dataset([image[None] for image in calibration]),
+                              subset_size=len(calibration))
+    return engines.openvino_compiled(quantized, engines.output_names(model), "bf16")
+
+
+def extract(run, files, size):
+    """(features, averaged intermediate output, img/s with decoding) of `files`."""
+    features, intermediate = [], []
+    run(backbone.preprocess(np.stack([load_image(f, size) for f in files[:BATCH]])))  # warm-up
+    start = time.perf_counter()
+    for first in range(0, len(files), BATCH):
+        out = run(backbone.preprocess(np.stack([load_image(f, size) for f in files[first:first + BATCH]])))
+        features.append(out["features"])
+        intermediate.append(out[backbone.INTERMEDIATE].mean(axis=(1, 2)))
+    return np.concatenate(features), np.concatenate(intermediate), len(files) / (time.perf_counter() - start)
+
+
+def keras_speed(model, files, size):
+    arrays = backbone.preprocess(np.stack([load_image(f, size) for f in files]))
+    model.predict(arrays[:BATCH], batch_size=BATCH, verbose=0)
+    start = time.perf_counter()
+    model.predict(arrays, batch_size=BATCH, verbose=0)
+    return len(arrays) / (time.perf_counter() - start)
+
+
+def cv(X, y, n_classes, head):
+    model = heads.make_head(head, HEADS[head], seed=SEED)
+    out_of_fold, _, per_fold = evaluation.cross_validate(model, X[:, None], y, n_classes, FOLDS, SEED)
+    return per_fold["accuracy"].mean(), out_of_fold.argmax(axis=1)
+
+
+def compare(folder, args):
+    files = training_files(folder, args.images)
+    y, n_classes = labels_of(files)
+    model = backbone.extractor(backbone.conv_base(args.weights, args.size), "flatten")
+    calibration = backbone.preprocess(np.stack([load_image(f, args.size) for f in files[:: max(
+        1, len(files) // args.calibration)][:args.calibration]]))
+    start = time.perf_counter()
+    runs = {"int8": int8_runner(model, calibration)}
+    quantizing = time.perf_counter() - start
+    runs.update({precision: engines.compile_for(model, "openvino", precision) for precision in ("fp32", "bf16")})
+    keras = keras_speed(model, files[:160], args.size)
+    extracted = {precision: extract(run, files, args.size) for precision, run in runs.items()}
+    rows = []
+    baseline = {head: cv(extracted["fp32"][0 if head == "logreg_l2" else 1], y, n_classes, head) for head in HEADS}
+    for precision in ("fp32", "bf16", "int8"):
+        features, intermediate, speed = extracted[precision]
+        for head in HEADS:
+            accuracy, predicted = cv(features if head == "logreg_l2" else intermediate, y, n_classes, head)
+            rows.append([Path(folder).name, len(files), precision, f"{speed:.1f}", f"{speed / keras:.2f}x", head,
+                         f"{100 * accuracy:.2f}", f"{100 * (accuracy - baseline[head][0]):+.2f}",
+                         int((predicted != baseline[head][1]).sum())])
+    print(f"{Path(folder).name}: quantizing on {len(calibration)} images took {quantizing:.0f} s; "
+          f"Keras predict {keras:.1f} img/s", flush=True)
+    return rows
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("datasets", nargs="+")
+    parser.add_argument("--images", type=int, default=600)
+    parser.add_argument("--calibration", type=int, default=300)
+    parser.add_argument("--size", type=int, default=150)
+    parser.add_argument("--weights", default="imagenet", help="imagenet ($VGG16_IMAGENET_WEIGHTS) or a .h5 file")
+    args = parser.parse_args(argv)
+    rows = [row for folder in args.datasets for row in compare(folder, args)]
+    print(tabulate(rows, ["dataset", "images", "precision", "img/s", "vs Keras predict", "head", "CV %",
+                          "vs fp32", "predictions changed"], tablefmt="github", disable_numparse=True))
+
+
+if __name__ == "__main__":
+    main()
