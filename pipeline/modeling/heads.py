@@ -76,8 +76,8 @@ class DenseHead(ClassifierMixin, BaseEstimator):
             networks.output_layer(n_classes),
         ]), n_classes, keras.optimizers.Adam(self.learning_rate))
         self.history_ = networks.train(
-            self.model_, (X[fit], y_index[fit]), (X[stop], y_index[stop]),
-            self.epochs, self.patience, self.batch_size, class_weight=weights, curves=curves,
+            self.model_, networks.Views(X, y_index, rows=fit), networks.Views(X, y_index, rows=stop),
+            self.epochs, self.patience, self.batch_size, class_weight=weights, curves=curves, seed=self.random_state,
         )
         return self
 

@@ -65,10 +65,11 @@ def computing_in(layers, precision):
 
 
 def train(model, data, validation, epochs, patience, batch_size=None, log=False, class_weight=None,
-          lr_patience=None, curves=None, min_delta=0.0):
+          lr_patience=None, curves=None, min_delta=0.0, seed=None):
     """Fit with early stopping on validation loss, keeping the best epoch; returns the history.
 
-    `data`: (inputs, targets) or a keras.utils.PyDataset (RandomViews); `validation`: (inputs, labels) or Views.
+    `data`: (inputs, targets) or Views, whose rows `seed` shuffles every epoch (fit_views), or a
+    keras.utils.PyDataset (RandomViews, which shuffles itself); `validation`: (inputs, labels) or Views.
 
     `log` prints one line per epoch, for the long trainings (fine-tuning, the scratch CNN). With `curves`
     (a pipeline.modeling.live.Folder) the curves also go to DVCLive's files there as the epochs end.
@@ -77,8 +78,7 @@ def train(model, data, validation, epochs, patience, batch_size=None, log=False,
     epochs without a better validation loss cut the learning rate to LR_DROP times itself. A validation loss
     counts as better only when it falls more than `min_delta` below the best so far.
     """
-    if isinstance(validation, tuple):
-        validation = Views(*validation)
+    data, validation = (Views(*part) if isinstance(part, tuple) else part for part in (data, validation))
     weights = None if class_weight is None else np.array(
         [class_weight.get(int(label), 1.0) for label in np.asarray(validation.y).ravel()], dtype=np.float32)
     validation = InOrder(validation, batch_size or 32, weights)  # Keras's own validation batch size
@@ -96,11 +96,45 @@ def train(model, data, validation, epochs, patience, batch_size=None, log=False,
     if log:
         callbacks.append(keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: print(
             f"epoch {epoch + 1}: " + ", ".join(f"{k} {v:.4g}" for k, v in logs.items()), flush=True)))
-    inputs = data if isinstance(data, keras.utils.PyDataset) else data[0]
-    targets = None if isinstance(data, keras.utils.PyDataset) else data[1]
-    history = model.fit(inputs, targets, validation_data=validation, epochs=epochs,
-                        batch_size=batch_size, class_weight=class_weight, callbacks=callbacks, verbose=0)
-    return history.history
+    if isinstance(data, keras.utils.PyDataset):
+        return model.fit(data, validation_data=validation, epochs=epochs, batch_size=batch_size,
+                         class_weight=class_weight, callbacks=callbacks, verbose=0).history
+    return fit_views(model, data, validation, epochs, batch_size or 32, class_weight, callbacks, seed)
+
+
+def fit_views(model, views, validation, epochs, batch_size, class_weight, callbacks, seed):
+    """model.fit's epochs over the images of `views` (Views), shuffled every epoch by `seed`, one
+    train_on_batch at a time.
+
+    model.fit hands arrays to tf.data, and TensorFlow keeps that dataset, data and all, after the fit: 0.8 GB
+    for each CV fold of a dense head at 4,000 photos, not freed by gc or clear_session (benchmarks/results.md,
+    run 7). A batch passed to train_on_batch is freed with it. The logs are model.fit's: each epoch's loss
+    and metrics averaged over its batches by their rows, and the same of `validation` (InOrder) as val_*.
+    """
+    callbacks = keras.callbacks.CallbackList(callbacks, add_history=True, model=model, epochs=epochs, verbose=0)
+    rng = np.random.default_rng(seed)
+    model.stop_training = False
+    callbacks.on_train_begin()
+    for epoch in range(epochs):
+        callbacks.on_epoch_begin(epoch)
+        order = rng.permutation(len(views))
+        batches = [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+        logs = averaged([(model.train_on_batch(views[at], views.y[at], class_weight=class_weight,
+                                               return_dict=True), len(at)) for at in batches])
+        watched = map(validation.__getitem__, range(len(validation)))  # (inputs, labels[, weights]) batches
+        logs.update({f"val_{name}": value for name, value in averaged(
+            [(model.test_on_batch(*batch, return_dict=True), len(batch[1])) for batch in watched]).items()})
+        callbacks.on_epoch_end(epoch, logs)
+        if model.stop_training:
+            break
+    callbacks.on_train_end(logs)
+    return model.history.history
+
+
+def averaged(batch_logs):
+    """{name: mean} of (logs, rows) pairs, each batch weighted by its rows, as Keras averages an epoch's."""
+    rows = sum(count for _, count in batch_logs)
+    return {name: sum(logs[name] * count for logs, count in batch_logs) / rows for name in batch_logs[0][0]}
 
 
 def float64_copy(model):
