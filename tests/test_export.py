@@ -32,7 +32,7 @@ CLASSES = ["blue", "red"]
 HEADS = {  # name: (params.yaml's heads.NAME, TTA)
     "logreg": ({"type": "logreg"}, False),
     "rbf_svm": ({"type": "rbf_svm", "scale": "l2", "C": 10.0}, True),
-    "dense": ({"type": "dense", "scale": "l2", "units": 16, "epochs": 5}, True),
+    "dense": ({"type": "dense", "scale": "l2", "units": 16, "epochs": 30, "learning_rate": 0.05, "patience": 30}, True),
     "linear_svm_intermediate": ({"type": "linear_svm", "layer": "intermediate"}, True),
 }
 

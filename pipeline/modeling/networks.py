@@ -111,8 +111,9 @@ def fit_views(model, views, validation, epochs, batch_size, class_weight, callba
     run 7). A batch passed to train_on_batch is freed with it. The logs are model.fit's: each epoch's loss
     and metrics averaged over its batches by their rows, and the same of `validation` (InOrder) as val_*.
     """
-    callbacks = keras.callbacks.CallbackList(callbacks, add_history=True, model=model, epochs=epochs, verbose=0)
-    rng = np.random.default_rng(seed)
+    history = keras.callbacks.History()
+    callbacks = keras.callbacks.CallbackList([*callbacks, history], model=model, epochs=epochs, verbose=0)
+    rng, logs = np.random.default_rng(seed), {}
     model.stop_training = False
     callbacks.on_train_begin()
     for epoch in range(epochs):
@@ -128,7 +129,7 @@ def fit_views(model, views, validation, epochs, batch_size, class_weight, callba
         if model.stop_training:
             break
     callbacks.on_train_end(logs)
-    return model.history.history
+    return history.history
 
 
 def averaged(batch_logs):
