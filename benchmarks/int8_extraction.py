@@ -16,22 +16,21 @@ import time
 from pathlib import Path
 
 import numpy as np
+from engine_cv import HEADS as ENGINE_CV_HEADS  # scripts beside this one
+from engine_cv import cv_accuracy
+from engine_speed import keras_predict, sample
 from tabulate import tabulate
 
-from pipeline.data.images import files_under, load_image
+from pipeline.data.images import load_image
 from pipeline.features import backbone, engines
-from pipeline.modeling import evaluation, heads
 
-HEADS = {"logreg_l2": {"type": "logreg", "scale": "l2", "C": 10.0},
-         "logreg_intermediate": {"type": "logreg", "layer": "intermediate", "C": 1.0}}
-FOLDS, SEED, BATCH = 5, 42, 32
+HEADS = {name: ENGINE_CV_HEADS[name] for name in ("logreg_l2", "logreg_intermediate")}  # the shipped rows
+BATCH = 32
 
 
 def training_files(folder, count):
     folder = Path(folder)
-    files = files_under(folder / "train" if (folder / "train").is_dir() else folder)
-    step = max(1, len(files) // count)
-    return files[::step][:count]
+    return sample(folder / "train" if (folder / "train").is_dir() else folder, count)
 
 
 def labels_of(files):
@@ -65,20 +64,6 @@ def extract(run, files, size):
     return np.concatenate(features), np.concatenate(intermediate), len(files) / (time.perf_counter() - start)
 
 
-def keras_speed(model, files, size):
-    arrays = backbone.preprocess(np.stack([load_image(f, size) for f in files]))
-    model.predict(arrays[:BATCH], batch_size=BATCH, verbose=0)
-    start = time.perf_counter()
-    model.predict(arrays, batch_size=BATCH, verbose=0)
-    return len(arrays) / (time.perf_counter() - start)
-
-
-def cv(X, y, n_classes, head):
-    model = heads.make_head(head, HEADS[head], seed=SEED)
-    out_of_fold, _, per_fold = evaluation.cross_validate(model, X[:, None], y, n_classes, FOLDS, SEED)
-    return per_fold["accuracy"].mean(), out_of_fold.argmax(axis=1)
-
-
 def compare(folder, args):
     files = training_files(folder, args.images)
     y, n_classes = labels_of(files)
@@ -89,14 +74,17 @@ def compare(folder, args):
     runs = {"int8": int8_runner(model, calibration)}
     quantizing = time.perf_counter() - start
     runs.update({precision: engines.compile_for(model, "openvino", precision) for precision in ("fp32", "bf16")})
-    keras = keras_speed(model, files[:160], args.size)
+    keras, _ = keras_predict(model, backbone.preprocess(np.stack([load_image(f, args.size) for f in files[:160]])),
+                             BATCH)
     extracted = {precision: extract(run, files, args.size) for precision, run in runs.items()}
     rows = []
-    baseline = {head: cv(extracted["fp32"][0 if head == "logreg_l2" else 1], y, n_classes, head) for head in HEADS}
+    baseline = {head: cv_accuracy(head, HEADS[head], extracted["fp32"][0 if head == "logreg_l2" else 1], y, n_classes,
+                                  None) for head in HEADS}
     for precision in ("fp32", "bf16", "int8"):
         features, intermediate, speed = extracted[precision]
         for head in HEADS:
-            accuracy, predicted = cv(features if head == "logreg_l2" else intermediate, y, n_classes, head)
+            accuracy, predicted = cv_accuracy(head, HEADS[head], features if head == "logreg_l2" else intermediate,
+                                              y, n_classes, None)
             rows.append([Path(folder).name, len(files), precision, f"{speed:.1f}", f"{speed / keras:.2f}x", head,
                          f"{100 * accuracy:.2f}", f"{100 * (accuracy - baseline[head][0]):+.2f}",
                          int((predicted != baseline[head][1]).sum())])

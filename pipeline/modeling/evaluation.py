@@ -89,10 +89,13 @@ def fit_own_rows(model, rows, index, y, **metadata):
     """fit(model, rows[index], y, **metadata), its scalers transforming its own copy of the rows in place.
 
     scikit-learn's scalers copy by default: a fold's fit held its rows twice, at 4,000 photos 0.8 GB each
-    (benchmarks/heads_memory.py). `index` None: every row (copied, as the scaler would have).
+    (benchmarks/results.md, run 7). `index` None: every row (copied, as the scaler would have).
     """
     copies = scaler_copies(model)
-    own = rows[index] if index is not None else rows.copy() if copies else rows
+    if index is not None:
+        own = rows[index]  # a copy already
+    else:
+        own = rows.copy() if copies else rows
     fitted, seconds = fit(clone(model).set_params(**dict.fromkeys(copies, False)), own, y, **metadata)
     return fitted.set_params(**copies), seconds  # as it was: what it predicts on later is not its own
 
