@@ -18,7 +18,7 @@ $(BIN)/dvc: requirements.txt pyproject.toml
 
 setup: $(BIN)/dvc ## Create .venv with everything installed (TensorFlow for the GPU when there is one)
 
-setup-extras: setup ## Add the optional engines (OpenVINO, ONNX Runtime), the Ray runner and ONNX export
+setup-extras: setup ## Add the optional engines (OpenVINO with NNCF for int8, ONNX Runtime), the Ray runner and ONNX export
 	$(BIN)/pip install -q -r requirements-extras.txt
 
 demo: setup ## Set up, then run the whole pipeline on the bundled digits (1,797 real scans) in demo/ and print the report

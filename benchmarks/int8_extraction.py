@@ -1,15 +1,17 @@
-"""Would INT8 extraction (OpenVINO, post-training quantization by NNCF) keep the heads' CV, and how fast is it?
+"""Does INT8 extraction (OpenVINO, post-training quantization by NNCF) keep the heads' CV, and how fast is it?
 
     python benchmarks/int8_extraction.py DATASET_DIR... [--images 600] [--calibration 300] [--size 150]
+        [--backbone vgg16]
 
 For each dataset: up to --images training images (evenly over the sorted listing; DIR/train/ where there is
-one), VGG16's features (flatten) and averaged intermediate output extracted by OpenVINO in fp32, in bf16 and
-in INT8. The INT8 model is quantized by nncf.quantize on --calibration of those training images (activation
-ranges only: no labels), as `backbone.precision: int8` would on a user's own. Each setting's extraction speed
+one), the backbone's features (its own pooling: VGG16 flattened, the others averaged) and averaged intermediate
+output extracted by OpenVINO in fp32, in bf16 and in INT8. The INT8 model is quantized as `backbone.precision:
+int8` quantizes it (pipeline.features.quantization), on --calibration of those training images (activation
+ranges only: no labels). Each setting's extraction speed
 (decode included, as the pipeline runs it) is printed beside Keras `predict` on preloaded arrays, measured in
 the same process; then logreg_l2 and logreg_intermediate (the shipped rows) are cross-validated on each
 setting's features (5 folds, seed 42, each image's own row only). Nothing is written.
-Needs `pip install nncf` (not a dependency of the project). Offline: set VGG16_IMAGENET_WEIGHTS.
+Needs `make setup-extras` (OpenVINO and NNCF). Offline: set VGG16_IMAGENET_WEIGHTS (MOBILENETV2_..., ...).
 """
 import argparse
 import time
@@ -39,26 +41,13 @@ def labels_of(files):
     return np.array([classes.index(n) for n in names]), len(classes)
 
 
-def int8_runner(model, calibration):
-    """compile_for's kind of callable for `model` quantized to INT8 on the preprocessed `calibration` images.
-
-    What NNCF leaves in floating point runs in bf16 where the CPU has it, as the bf16 setting does.
-    """
-    import nncf
-    import openvino
-
-    quantized = nncf.quantize(openvino.convert_model(model), nncf.Dataset([image[None] for image in calibration]),
-                              subset_size=len(calibration))
-    return engines.openvino_compiled(quantized, engines.output_names(model), "bf16")
-
-
-def extract(run, files, size):
+def extract(run, files, size, name):
     """(features, averaged intermediate output, img/s with decoding) of `files`."""
     features, intermediate = [], []
-    run(backbone.preprocess(np.stack([load_image(f, size) for f in files[:BATCH]])))  # warm-up
+    run(backbone.preprocess(np.stack([load_image(f, size) for f in files[:BATCH]]), name))  # warm-up
     start = time.perf_counter()
     for first in range(0, len(files), BATCH):
-        out = run(backbone.preprocess(np.stack([load_image(f, size) for f in files[first:first + BATCH]])))
+        out = run(backbone.preprocess(np.stack([load_image(f, size) for f in files[first:first + BATCH]]), name))
         features.append(out["features"])
         intermediate.append(out[backbone.INTERMEDIATE].mean(axis=(1, 2)))
     return np.concatenate(features), np.concatenate(intermediate), len(files) / (time.perf_counter() - start)
@@ -67,16 +56,18 @@ def extract(run, files, size):
 def compare(folder, args):
     files = training_files(folder, args.images)
     y, n_classes = labels_of(files)
-    model = backbone.extractor(backbone.conv_base(args.weights, args.size), "flatten")
+    name = args.backbone
+    model = backbone.extractor(backbone.conv_base(args.weights, args.size, name),
+                               backbone.pooling_for(backbone.AUTO, name), name)
     calibration = backbone.preprocess(np.stack([load_image(f, args.size) for f in files[:: max(
-        1, len(files) // args.calibration)][:args.calibration]]))
+        1, len(files) // args.calibration)][:args.calibration]]), name)
     start = time.perf_counter()
-    runs = {"int8": int8_runner(model, calibration)}
+    runs = {"int8": engines.compile_for(model, "openvino", "int8", calibration=calibration)}
     quantizing = time.perf_counter() - start
     runs.update({precision: engines.compile_for(model, "openvino", precision) for precision in ("fp32", "bf16")})
-    keras, _ = keras_predict(model, backbone.preprocess(np.stack([load_image(f, args.size) for f in files[:160]])),
-                             BATCH)
-    extracted = {precision: extract(run, files, args.size) for precision, run in runs.items()}
+    keras, _ = keras_predict(model, backbone.preprocess(np.stack([load_image(f, args.size) for f in files[:160]]),
+                                                        name), BATCH)
+    extracted = {precision: extract(run, files, args.size, name) for precision, run in runs.items()}
     rows = []
     baseline = {head: cv_accuracy(head, HEADS[head], extracted["fp32"][0 if head == "logreg_l2" else 1], y, n_classes,
                                   None) for head in HEADS}
@@ -88,7 +79,7 @@ def compare(folder, args):
             rows.append([Path(folder).name, len(files), precision, f"{speed:.1f}", f"{speed / keras:.2f}x", head,
                          f"{100 * accuracy:.2f}", f"{100 * (accuracy - baseline[head][0]):+.2f}",
                          int((predicted != baseline[head][1]).sum())])
-    print(f"{Path(folder).name}: quantizing on {len(calibration)} images took {quantizing:.0f} s; "
+    print(f"{Path(folder).name}, {name}: quantizing on {len(calibration)} images took {quantizing:.0f} s; "
           f"Keras predict {keras:.1f} img/s", flush=True)
     return rows
 
@@ -99,7 +90,8 @@ def main(argv=None):
     parser.add_argument("--images", type=int, default=600)
     parser.add_argument("--calibration", type=int, default=300)
     parser.add_argument("--size", type=int, default=150)
-    parser.add_argument("--weights", default="imagenet", help="imagenet ($VGG16_IMAGENET_WEIGHTS) or a .h5 file")
+    parser.add_argument("--backbone", default=backbone.DEFAULT, choices=list(backbone.BACKBONES))
+    parser.add_argument("--weights", default="imagenet", help="imagenet (<NAME>_IMAGENET_WEIGHTS) or a .h5 file")
     args = parser.parse_args(argv)
     rows = [row for folder in args.datasets for row in compare(folder, args)]
     print(tabulate(rows, ["dataset", "images", "precision", "img/s", "vs Keras predict", "head", "CV %",

@@ -53,7 +53,7 @@ def export(models, weights=None):
     groups = {}  # heads on the same backbone pass, with the same TTA, share one backbone
     for model in models:
         if model.kind == "head":
-            key = (*(str(model.preprocessing.provenance[k]) for k in feature_pass.PASS_KEYS), model.tta)
+            key = (*(str(model.preprocessing.provenance.get(k)) for k in feature_pass.PASS_KEYS), model.tta)
             groups.setdefault(key, []).append(model)
     parts += [heads_part(members, weights) for members in groups.values()]
     graph = assemble(parts, size, len(classes))

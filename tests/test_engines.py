@@ -29,7 +29,7 @@ def test_importing_the_module_loads_no_engine():
 
 def test_unknown_engine_or_precision_is_a_one_line_error():
     assert "use one of auto, keras, openvino, onnxruntime" in one_line_error(engines.resolve, "tensorrt", "fp32")
-    assert "use one of auto, fp32, bf16" in one_line_error(engines.resolve, "keras", "fp16")
+    assert "use one of auto, fp32, bf16, int8" in one_line_error(engines.resolve, "keras", "fp16")
 
 
 def test_an_engine_that_is_not_installed_says_what_to_install(monkeypatch):
@@ -62,8 +62,33 @@ def test_bf16_where_it_cannot_run_is_refused_and_auto_falls_to_fp32(monkeypatch)
         message = one_line_error(engines.resolve, engine, "bf16")
         assert message.startswith("params.yaml: backbone.precision is bf16 but ")
         assert message.endswith("set backbone.precision: fp32 (or auto)")
-        assert engines.resolve(engine, "auto") == (engine, "fp32")
+    assert engines.resolve("keras", "auto") == ("keras", "fp32")
+    assert engines.resolve("onnxruntime", "auto") == ("onnxruntime", "fp32")
     assert "FP32, INT8" in one_line_error(engines.resolve, "openvino", "bf16")
+
+
+def test_int8_runs_on_openvino_with_nncf_and_auto_picks_it_there(monkeypatch):
+    installed = {"keras", "openvino", "onnxruntime", "tf2onnx", "nncf"}
+    monkeypatch.setattr(engines, "missing_modules", lambda engine: [m for m in engines.MODULES[engine]
+                                                                     if m not in installed])
+    monkeypatch.setattr(engines, "openvino_capabilities", lambda: ["FP32", "BF16", "INT8"])
+    monkeypatch.setattr(engines, "cpu_has_bf16", lambda: True)
+    assert engines.resolve("openvino", "auto") == engines.resolve("openvino", "int8") == ("openvino", "int8")
+    assert engines.resolve("keras", "auto") == ("keras", "bf16")
+    # training computes as auto does: int8 is for extraction
+    assert engines.keras_precision("int8") == engines.keras_precision("auto") == "bf16"
+    for engine in ("keras", "onnxruntime"):
+        message = one_line_error(engines.resolve, engine, "int8")
+        assert f"is int8 but only OpenVINO runs int8 (backbone.engine: openvino or auto), not {engine}" in message
+    installed.remove("nncf")
+    assert engines.resolve("openvino", "auto") == ("openvino", "bf16")
+    assert "NNCF, which quantizes the network, is not installed (pip install nncf==" in one_line_error(
+        engines.resolve, "openvino", "int8")
+    installed.add("nncf")
+    monkeypatch.setattr(engines, "openvino_capabilities", lambda: ["FP32"])
+    assert engines.resolve("openvino", "auto") == ("openvino", "fp32")
+    assert "OpenVINO finds no int8 support on this CPU (it has FP32)" in one_line_error(
+        engines.resolve, "openvino", "int8")
 
 
 def test_bf16_instructions_are_read_from_the_cpu_flags(tmp_path):

@@ -14,11 +14,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from pipeline import paths, predict
+from pipeline import PipelineError, paths, predict
 from pipeline.features import store
 from pipeline.modeling import live, selection_images
 from pipeline.modeling.saved_model import SavedModel
-from tests.conftest import make_tree
+from tests.conftest import COLOURS, make_tree, write_image
 
 PROJECT = Path(__file__).resolve().parents[1]
 PER_CLASS = 6  # per class and split: 12 training and 12 test images
@@ -236,3 +236,51 @@ def test_a_row_stage_without_a_known_name_exits_with_one_line(project, monkeypat
         stage("train", *argv)
     assert exit.value.code == 2
     assert capsys.readouterr().err == f"error: {message}\n"
+
+
+def test_int8_features_keep_their_calibration_as_images_come_and_heads_predict_with_the_quantized_network(
+        tmp_path, random_weights, monkeypatch):
+    from pipeline.features import engines
+
+    try:
+        engines.resolve("openvino", "int8")
+    except PipelineError as cannot_run_here:
+        pytest.skip(str(cannot_run_here))
+    images = make_tree(tmp_path / "images", splits=("train", "test"), per_class=PER_CLASS)
+    params = tiny_params(images, random_weights)
+    params["backbone"].update(engine="openvino", precision="int8")
+    params.update(heads={"logreg": params["heads"]["logreg"]}, finetune={}, scratch={})
+    (tmp_path / "project").mkdir()
+    (tmp_path / "project/params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    monkeypatch.chdir(tmp_path / "project")
+    stage("prepare")
+    stage("featurize")
+    meta = store.read_meta(paths.features_file("train"))
+    assert (meta["precision"], int(meta["calibration_images"])) == ("int8", 2 * PER_CLASS)  # fewer than 300: all
+    assert "nncf" in meta["engine_version"] and store.read_meta(paths.features_file("test"))["calibration_sha256"] == \
+        meta["calibration_sha256"]
+    stage("train", "logreg")
+    model = SavedModel.load(paths.model_file("logreg"))
+    assert set(model.preprocessing.networks) == {"vgg16"}
+    # predict runs the very network that made the scored features: the same probabilities, not nearly
+    predict.main([str(images / "test"), "--model", str(paths.model_file("logreg")), "-o", "labels.csv"])
+    labelled = pd.read_csv("labels.csv").assign(path=lambda t: t["path"].str.split("/test/").str[1])
+    scored = pd.read_csv(paths.predictions_file("logreg"))
+    merged = scored.assign(path=scored["path"].str.split("test/").str[1]).merge(labelled, on="path")
+    assert len(merged) == 2 * PER_CLASS and (merged["label"] == merged["predicted"]).all()
+    assert merged["probability_x"].to_numpy() == pytest.approx(merged["probability_y"].to_numpy(), abs=1e-6)
+    stage("report")
+    assert "extracted on openvino at int8 (quantized on 12 training images)" in (paths.REPORTS / "report.md").read_text()
+    # A new training image keeps the calibration set (all its images are still training images): one extraction.
+    write_image(images / "train/red/new.png", COLOURS["red"], seed=99)
+    stage("prepare")
+    stage("featurize")
+    again = store.read_meta(paths.features_file("train"))
+    assert again["calibration_sha256"] == meta["calibration_sha256"] and int(again["extracted"]) == 1
+    # One of its images gone: a new set, and every image extracted again with the network quantized on it.
+    (images / "train/red/0.png").unlink()
+    stage("prepare")
+    stage("featurize")
+    redrawn = store.read_meta(paths.features_file("train"))
+    assert redrawn["calibration_sha256"] != meta["calibration_sha256"]
+    assert int(redrawn["extracted"]) == 2 * PER_CLASS

@@ -1,10 +1,12 @@
 """What runs the backbone's forward pass: Keras itself, or the same graph compiled by OpenVINO or ONNX Runtime.
 
-On a CPU the forward pass is nearly all of feature extraction, so it is what an engine can speed up;
-on CPUs with bfloat16 instructions, bfloat16 arithmetic speeds it up most (README, Speed). bfloat16
-changes the features slightly, so the engine and precision are part of each features file's provenance.
+On a CPU the forward pass is nearly all of feature extraction, so it is what an engine can speed up:
+bfloat16 arithmetic about doubles it on CPUs with bfloat16 instructions, and OpenVINO's INT8 (the network
+quantized by NNCF on the user's own images, pipeline.features.quantization) about doubles it again
+(README, Speed). Both change the features slightly, so the engine and precision are part of each features
+file's provenance.
 
-TensorFlow, OpenVINO and ONNX Runtime are imported only when needed: importing this module loads none.
+TensorFlow, OpenVINO, NNCF and ONNX Runtime are imported only when needed: importing this module loads none.
 """
 import importlib.metadata
 import importlib.util
@@ -23,16 +25,19 @@ from pipeline import PipelineError
 from pipeline.files import atomic_path
 
 ENGINES = ("keras", "openvino", "onnxruntime")
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16", "int8")
 AUTO = "auto"
 # What to install for an engine that is missing (the versions tested with this module).
 INSTALL = {
     "openvino": "openvino==2026.4.1",
     "onnxruntime": "onnxruntime==1.32.0 tf2onnx==1.17.0 onnx==1.23.2",
+    "nncf": "nncf==3.4.0",
 }
-# Python modules each engine needs: ONNX Runtime runs the model, tf2onnx converts it for it.
-MODULES = {"keras": ("keras",), "openvino": ("openvino",), "onnxruntime": ("onnxruntime", "tf2onnx")}
+# Python modules each engine needs: ONNX Runtime runs the model, tf2onnx converts it for it; and NNCF's, which
+# quantizes OpenVINO's models for int8.
+MODULES = {"keras": ("keras",), "openvino": ("openvino",), "onnxruntime": ("onnxruntime", "tf2onnx"), "nncf": ("nncf",)}
 OPENVINO_PRECISION = {"fp32": "f32", "bf16": "bf16"}
+INT8_ENGINE = "openvino"  # the one engine that runs int8: NNCF quantizes OpenVINO's models
 ONNX_OPSET = 17
 # The file each engine's converted model is saved in (compile_for's `saved`, its suffix added); Keras converts nothing.
 SAVED_SUFFIX = {"openvino": ".xml", "onnxruntime": ".onnx"}
@@ -51,66 +56,82 @@ def resolve(engine, precision):
     """(engine, precision) that will run here, for backbone.engine and backbone.precision.
 
     'auto' engine: Keras when TensorFlow sees a GPU, else OpenVINO where installed, else Keras.
-    'auto' precision: bf16 where the engine and this CPU run it, else fp32. Explicit values that
-    cannot run here are a PipelineError saying what to change; nothing falls back silently.
+    'auto' precision: the fastest the engine runs here: int8 (OpenVINO with NNCF installed), else bf16 where
+    the engine and this CPU run it, else fp32. Explicit values that cannot run here are a PipelineError
+    saying what to change; nothing falls back silently.
     """
     if engine == AUTO:
         engine = "openvino" if not missing_modules("openvino") and not tensorflow_sees_gpu() else "keras"
     if engine not in ENGINES:
         raise PipelineError(f"params.yaml: backbone.engine is {engine!r}; use one of {AUTO}, {', '.join(ENGINES)}")
-    missing = missing_modules(engine)
-    if missing:
-        raise PipelineError(
-            f"params.yaml: backbone.engine is {engine} but {' and '.join(missing)} "
-            f"{'is' if len(missing) == 1 else 'are'} not installed: pip install {INSTALL[engine]}, "
-            "or set backbone.engine: keras"
-        )
+    require(engine, f"params.yaml: backbone.engine is {engine}", ", or set backbone.engine: keras")
     if precision not in (AUTO, *PRECISIONS):
         raise PipelineError(
             f"params.yaml: backbone.precision is {precision!r}; use one of {AUTO}, {', '.join(PRECISIONS)}"
         )
-    supported, why_not = precisions(engine)
+    cannot = cannot_run(engine)
     if precision == AUTO:
-        return engine, "bf16" if "bf16" in supported else "fp32"
-    if precision not in supported:
+        return engine, next(p for p in reversed(PRECISIONS) if p not in cannot)
+    if precision in cannot:
         raise PipelineError(
-            f"params.yaml: backbone.precision is {precision} but {why_not}: "
+            f"params.yaml: backbone.precision is {precision} but {cannot[precision]}: "
             f"set backbone.precision: fp32 (or {AUTO})"
         )
     return engine, precision
 
 
-def precisions(engine):
-    """(precisions `engine` runs on this machine, why not bf16 when it does not)."""
+def require(engine, needs, alternative=""):
+    """Refuse an engine whose modules are missing here: `needs` says who needs it, `alternative` what else to do."""
+    missing = missing_modules(engine)
+    if missing:
+        raise PipelineError(f"{needs} but {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
+                            f"not installed: pip install {INSTALL[engine]}{alternative}")
+
+
+def keras_precision(setting):
+    """The precision Keras trains in (fine-tuning, the scratch CNN) for backbone.precision `setting`: int8 is
+    for extraction only, so it trains as `auto` does."""
+    return resolve("keras", AUTO if setting == "int8" else setting)[1]
+
+
+def cannot_run(engine):
+    """{precision `engine` cannot run on this machine: why not}; fp32 runs everywhere."""
+    why = {}
     if engine == "onnxruntime":
-        return ("fp32",), "ONNX Runtime's CPU kernels have no bfloat16 convolutions"
-    if engine == "openvino":
+        why["bf16"] = "ONNX Runtime's CPU kernels have no bfloat16 convolutions"
+    elif engine == "openvino":
         capabilities = openvino_capabilities()
-        if "BF16" in capabilities:
-            return PRECISIONS, None
-        return ("fp32",), f"OpenVINO finds no bfloat16 support on this CPU (it has {', '.join(capabilities)})"
-    if cpu_has_bf16():
-        return PRECISIONS, None
-    flags = " or ".join(BF16_CPU_FLAGS)
-    return ("fp32",), f"this CPU has no bfloat16 instructions ({flags}), so Keras would emulate it slowly"
+        for precision in ("bf16", "int8"):
+            if precision.upper() not in capabilities:
+                why[precision] = f"OpenVINO finds no {precision} support on this CPU (it has {', '.join(capabilities)})"
+    elif not cpu_has_bf16():
+        flags = " or ".join(BF16_CPU_FLAGS)
+        why["bf16"] = f"this CPU has no bfloat16 instructions ({flags}), so Keras would emulate it slowly"
+    if engine != INT8_ENGINE:
+        why["int8"] = f"only OpenVINO runs int8 (backbone.engine: {INT8_ENGINE} or {AUTO}), not {engine}"
+    elif "int8" not in why and missing_modules("nncf"):
+        why["int8"] = f"NNCF, which quantizes the network, is not installed (pip install {INSTALL['nncf']})"
+    return why
 
 
 def provenance(engine, precision):
     """What to store beside the features: the same model gives slightly different numbers per engine."""
     # the installed distribution's version, read without importing the engine (Keras would load TensorFlow);
     # the same as the module's __version__, less the build OpenVINO appends to it
-    version = importlib.metadata.version(MODULES[engine][0])
-    return {"engine": engine, "precision": precision, "engine_version": f"{engine} {version}"}
+    versions = [engine] + (["nncf"] if precision == "int8" else [])  # NNCF's version decides the quantization
+    installed = ", ".join(f"{name} {importlib.metadata.version(MODULES[name][0])}" for name in versions)
+    return {"engine": engine, "precision": precision, "engine_version": installed}
 
 
-def compile_for(model, engine, precision, saved=None):
+def compile_for(model, engine, precision, saved=None, calibration=None):
     """A callable batch -> {output name: float32 array} running `model` with `engine` at `precision`.
 
     `model` is a keras.Model (outputs a dict, as pipeline.features.backbone.extractor's, or one tensor, named
     'features'); a batch is float32 (n, size, size, 3), already preprocessed, any n >= 1. The
     conversion is done once per model, engine and precision in this process (Keras fp32 has none).
     `saved`: a path (no suffix) to write the converted model to, for `load_saved` in a later run; the
-    caller names it after everything that decides the model. Call `resolve` first: this does not check
+    caller names it after everything that decides the model. `calibration`: for int8, the preprocessed
+    images to quantize on (pipeline.features.quantization). Call `resolve` first: this does not check
     that the engine runs here.
     """
     if engine not in ENGINES or precision not in PRECISIONS:
@@ -122,9 +143,10 @@ def compile_for(model, engine, precision, saved=None):
     if (engine, precision) not in cache:
         if engine == "keras":
             cache[engine, precision] = keras_runner(model, precision)
+        elif engine == "openvino":
+            cache[engine, precision] = openvino_runner(model, precision, saved, calibration)
         else:
-            builder = {"openvino": openvino_runner, "onnxruntime": onnxruntime_runner}[engine]
-            cache[engine, precision] = builder(model, precision, saved)
+            cache[engine, precision] = onnxruntime_runner(model, precision, saved)
     return cache[engine, precision]
 
 
@@ -135,10 +157,7 @@ def load_saved(saved, engine, precision):
         return None
     path = Path(saved).with_suffix(SAVED_SUFFIX[engine])
     if engine == "openvino":
-        import openvino
-
-        converted = openvino.Core().read_model(path)
-        return openvino_compiled(converted, json.loads(converted.get_rt_info(SAVED_OUTPUTS).astype(str)), precision)
+        return openvino_saved(path.read_bytes(), path.with_suffix(".bin").read_bytes(), precision)
     session = onnxruntime_session(path.read_bytes(), path.stem)
     found = json.loads(session.get_modelmeta().custom_metadata_map[SAVED_OUTPUTS])
     return onnxruntime_run(session, session.get_inputs()[0].name, found)
@@ -177,7 +196,15 @@ def bfloat16_copy(model):
     return copy
 
 
-def openvino_runner(model, precision, saved=None):
+def openvino_saved(xml, weights, precision):
+    """load_saved's callable from the bytes of a saved OpenVINO model: its .xml and .bin files."""
+    import openvino
+
+    converted = openvino.Core().read_model(xml, openvino.Tensor(np.frombuffer(weights, dtype=np.uint8)))
+    return openvino_compiled(converted, json.loads(converted.get_rt_info(SAVED_OUTPUTS).astype(str)), precision)
+
+
+def openvino_runner(model, precision, saved=None, calibration=None):
     import openvino
 
     names = output_names(model)
@@ -185,6 +212,10 @@ def openvino_runner(model, precision, saved=None):
         # Keras warns that OpenVINO's tracing passes its input as a tuple; the graph is the same.
         warnings.simplefilter("ignore", UserWarning)
         converted = openvino.convert_model(model)
+    if precision == "int8":
+        from pipeline.features import quantization
+
+        converted = quantization.quantize(converted, calibration)
     if saved:
         converted.set_rt_info(json.dumps(names), SAVED_OUTPUTS)
         save_openvino(converted, Path(saved).with_suffix(SAVED_SUFFIX["openvino"]))
@@ -206,6 +237,8 @@ def save_openvino(converted, path):
 def openvino_compiled(converted, names, precision):
     import openvino
 
+    if precision == "int8":  # what NNCF leaves in floating point computes as fast as it can here
+        precision = "bf16" if "BF16" in openvino_capabilities() else "fp32"
     compiled = openvino.Core().compile_model(converted, "CPU", {
         # needed for fp32 too: OpenVINO computes in bfloat16 by default on CPUs that have it
         "INFERENCE_PRECISION_HINT": OPENVINO_PRECISION[precision],

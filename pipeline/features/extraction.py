@@ -12,13 +12,14 @@ import numpy as np
 
 from pipeline.data import augment
 from pipeline.data.images import load_image
-from pipeline.features import backbone, digests, engines
+from pipeline.features import backbone, digests, engines, quantization
 from pipeline.features.cache import provenance_digest
 
 # Bump when decoding, resizing or preprocessing change: cached features then stop matching.
 VERSION = 1
 # Under an Extractor's cache_root: the engines' converted models, named after the provenance's digest as the
-# per-image cache's folders are, and the weights digests taken from built networks (pipeline.features.digests).
+# per-image cache's folders are (and int8's calibration notes), and the weights digests taken from built networks
+# (pipeline.features.digests).
 ENGINE_MODELS = "engines"
 WEIGHTS_DIGESTS = "weights"
 
@@ -29,10 +30,13 @@ class Extractor:
 
     `cache_root`: a folder where the engine's converted model and the weights digest are kept between
     runs, so that extracting a few new images converts nothing (None: nowhere, everything is done afresh).
+    `calibration`: for int8, the quantization.Calibration to quantize on (`calibrated` gives a copy with it).
+    `network`: for int8, the quantized network itself, as (.xml, .bin) bytes (`saved_network`), which is all a
+    saved model has to predict with: the calibration images stay behind.
     """
 
     def __init__(self, weights, input_size, pooling, engine="keras", precision="fp32", backbone=backbone.DEFAULT,
-                 cache_root=None):
+                 cache_root=None, calibration=None, network=None):
         self.weights = weights
         self.input_size = input_size
         self.pooling = pooling
@@ -40,25 +44,58 @@ class Extractor:
         self.precision = precision
         self.backbone = backbone
         self.cache_root = cache_root
+        self.calibration = calibration
+        self.network = network
 
     def unloaded(self):
         """A copy holding only the settings: what a worker receives, to load there."""
         return Extractor(self.weights, self.input_size, self.pooling, self.engine, self.precision, self.backbone,
-                         self.cache_root)
+                         self.cache_root, self.calibration, self.network)
+
+    def calibrated(self, keys, files):
+        """A copy that quantizes on the calibration set of the training images `keys` (sha256) in `files`: the set
+        noted under cache_root if all its images are still among them, else a new draw
+        (pipeline.features.quantization)."""
+        note = self.cache_root and (Path(self.cache_root) / ENGINE_MODELS /
+                                    f"{provenance_digest(self.engine_provenance())}.calibration.json")
+        copy = self.unloaded()
+        copy.calibration = quantization.kept_or_drawn(note, keys, files)
+        return copy
 
     def load(self):
         """Ready the network, once: the engine's model saved for this provenance, else the Keras model, converted
         (and saved). Runners call it only when the cache lacks something."""
         if hasattr(self, "run_"):
             return self
-        saved = self.cache_root and Path(self.cache_root) / ENGINE_MODELS / provenance_digest(self.provenance())
+        if self.network:
+            self.run_ = engines.openvino_saved(*self.network, self.precision)
+            return self
+        saved = self.saved_path()
         self.run_ = saved and engines.load_saved(saved, self.engine, self.precision)
         if not self.run_:
             base = backbone.conv_base(self.weights, self.input_size, self.backbone)
             self.weights_sha256_ = backbone.weights_digest(base)  # of what was loaded: predict checks it
             model = backbone.extractor(base, self.pooling, self.backbone)
-            self.run_ = engines.compile_for(model, self.engine, self.precision, saved)
+            self.run_ = engines.compile_for(model, self.engine, self.precision, saved, self.calibration_images())
         return self
+
+    def saved_path(self):
+        """Where the engine's converted model is kept (no suffix: the engine adds its own), or None."""
+        return self.cache_root and Path(self.cache_root) / ENGINE_MODELS / provenance_digest(self.provenance())
+
+    def saved_network(self):
+        """The engine's converted model as (.xml, .bin) bytes (OpenVINO's), converted now if none is kept yet."""
+        path = Path(self.saved_path()).with_suffix(engines.SAVED_SUFFIX["openvino"])
+        if not path.is_file():
+            self.load()
+        return path.read_bytes(), path.with_suffix(".bin").read_bytes()
+
+    def calibration_images(self):
+        """The calibration images, preprocessed as the network reads them (int8 only; else None)."""
+        if self.precision != "int8":
+            return None
+        images = np.stack([load_image(file, self.input_size) for file in self.calibration.files])
+        return backbone.preprocess(images, self.backbone)
 
     def weights_sha256(self):
         """backbone.weights_digest of the weights, from the loaded network or else from the weights file."""
@@ -73,8 +110,17 @@ class Extractor:
     def provenance(self):
         """What produced the features (the weights by their digest), stored beside them and checked before reuse.
 
-        For VGG16 it is what it was before other backbones came, so its cached features stay valid.
+        For VGG16 it is what it was before other backbones came, so its cached features stay valid. int8's
+        names its calibration set too: the quantized network depends on it.
         """
+        if self.precision != "int8":
+            return self.engine_provenance()
+        if self.calibration is None:
+            raise ValueError("an int8 Extractor's features depend on its calibration images: call calibrated() first")
+        return {**self.engine_provenance(), **self.calibration.provenance()}
+
+    def engine_provenance(self):
+        """The provenance without the calibration set: what int8's calibration note is kept under."""
         return {
             "backbone": self.backbone,
             "weights_sha256": self.weights_sha256(),

@@ -5,7 +5,8 @@ Each file holds, per image, the pooled features and the backbone's intermediate 
 split) and for the mirror image (`<name>_flipped`, for test-time augmentation). The training
 split may also hold the mirror images of a sample of its images (`features_flipped_sample`, the
 rows in `flipped_sample_rows`): what the report's flip check compares them with, so that no
-warning is drawn from held-out images. Its attributes say what produced them, and `seconds` how
+warning is drawn from held-out images; and, extracted in int8, the quantized networks
+(`int8_networks`). Its attributes say what produced them, and `seconds` how
 long this run took to extract and write them.
 """
 import json
@@ -21,6 +22,9 @@ from pipeline.data import catalog
 from pipeline.files import atomic_path
 
 SAMPLE_ROWS = "flipped_sample_rows"
+# The training file's group of int8 networks, each backbone's quantized model as OpenVINO's .xml and .bin bytes:
+# the only copy a head's saved model can take along (pipeline.features.quantization).
+NETWORKS = "int8_networks"
 # Enough for the flip check's 5-fold CV to see a drop of 10 points, few enough to extract in a minute.
 MIRROR_SAMPLE = 200
 
@@ -67,6 +71,19 @@ def write(path, chunks, labels, rel_paths, classes, meta, started, extra=None):
         h5.attrs.update(meta)
         h5.attrs["classes"] = json.dumps(classes)
         h5.attrs["seconds"] = time.perf_counter() - started
+
+
+def network_datasets(networks):
+    """write's `extra` for {backbone: (.xml bytes, .bin bytes)} of quantized networks."""
+    return {f"{NETWORKS}/{name}/{part}": np.frombuffer(data, dtype=np.uint8)
+            for name, files in networks.items() for part, data in zip(("xml", "bin"), files)}
+
+
+def read_networks(path):
+    """{backbone: (.xml bytes, .bin bytes)} of the quantized networks a features file holds: {} where none."""
+    with h5py.File(path, "r") as h5:
+        group = h5.get(NETWORKS, {})
+        return {name: (group[name]["xml"][:].tobytes(), group[name]["bin"][:].tobytes()) for name in group}
 
 
 def read(path, name="features"):

@@ -7,16 +7,19 @@ from pipeline import PipelineError
 from pipeline.modeling import heads
 
 # What decides a backbone's outputs: two heads whose features agree on these share one pass over the files.
-PASS_KEYS = ("backbone", "weights_sha256", "input_size", "pooling", "engine", "precision")
+PASS_KEYS = ("backbone", "weights_sha256", "input_size", "pooling", "engine", "precision", "calibration_sha256")
 
 
 class FeaturePass:
     """The backbone as it made a head's training features (`provenance`: the features file's attributes), and
-    the head's `layer` (a key of pipeline.modeling.heads.LAYERS)."""
+    the head's `layer` (a key of pipeline.modeling.heads.LAYERS). `networks`: for features extracted in int8,
+    {backbone: its quantized network as (.xml, .bin) bytes} (pipeline.features.store.read_networks), run as it is:
+    quantizing again would need the calibration images."""
 
-    def __init__(self, provenance, layer=heads.DEFAULT_LAYER):
+    def __init__(self, provenance, layer=heads.DEFAULT_LAYER, networks=None):
         self.provenance = provenance
         self.layer = layer
+        self.networks = networks or {}
 
     def __call__(self, files, mirrored=False, weights=None, batch_size=32, passes=None):
         """(vectors of `files`, vectors of their mirror images or None).
@@ -25,7 +28,7 @@ class FeaturePass:
         on the same files, which keeps each backbone's outputs for the next head that reads them.
         """
         passes = {} if passes is None else passes
-        key = (*(str(self.provenance[name]) for name in PASS_KEYS), bool(mirrored))
+        key = (*(str(self.provenance.get(name)) for name in PASS_KEYS), bool(mirrored))
         if key not in passes:
             passes[key] = self.outputs(files, mirrored, weights, batch_size)
         name = heads.LAYERS[self.layer][0]
@@ -40,18 +43,30 @@ class FeaturePass:
         return fusion.combine([self.backbone_outputs(part, files, mirrored, weights, batch_size)
                                for part in backbone_parts(self.provenance, weights)])
 
-    @staticmethod
-    def backbone_outputs(meta, files, mirrored, weights, batch_size):
+    def backbone_outputs(self, meta, files, mirrored, weights, batch_size):
         """One backbone's {output: array}, as `outputs` gives them; `meta` is its provenance."""
+        from pipeline.features import extraction
+
+        extractor = self.extractor(meta, weights)
+        return {f"{name}{view.suffix}": array for view in extraction.views(mirrored=mirrored)
+                for name, array in extraction.arrays(extractor, view, files, [None] * len(files), batch_size).items()}
+
+
+    def extractor(self, meta, weights):
+        """The loaded extraction.Extractor of one backbone (`meta`: its provenance) as it made the features."""
         from pipeline.features import backbone, engines, extraction
 
         name = meta["backbone"]
+        size, pooling = int(meta["input_size"]), meta["pooling"]
+        if meta["precision"] == "int8":  # the quantized network itself; its weights were checked when quantized
+            engines.require("openvino", f"this model runs {name} quantized to int8 by OpenVINO")
+            network = self.networks[name]
+            return extraction.Extractor(None, size, pooling, "openvino", "int8", name, network=network).load()
         engine, precision = engines.resolve(meta["engine"], meta["precision"])
-        extractor = extraction.Extractor(backbone.weights_source(weights or meta["weights"], name),
-                                         int(meta["input_size"]), meta["pooling"], engine, precision, name).load()
+        extractor = extraction.Extractor(backbone.weights_source(weights or meta["weights"], name), size, pooling,
+                                         engine, precision, name).load()
         check_weights(meta, extractor.weights_sha256_)
-        return {f"{name}{view.suffix}": array for view in extraction.views(mirrored=mirrored)
-                for name, array in extraction.arrays(extractor, view, files, [None] * len(files), batch_size).items()}
+        return extractor
 
 
 def backbone_parts(provenance, weights=None):

@@ -17,7 +17,7 @@ from sklearn.preprocessing import StandardScaler
 from pipeline import PipelineError, paths
 from pipeline.data import catalog, duplicates
 from pipeline.data.images import load_images
-from pipeline.features import backbone, fusion, store
+from pipeline.features import backbone, extraction, fusion, store
 from pipeline.modeling import evaluation, networks, selection_images
 from pipeline.modeling.evaluation import average_with_mirror
 from pipeline.modeling.heads import DenseHead
@@ -183,8 +183,20 @@ def fine_tune(head_name, settings, data_dir, seed, tta, curves=None, selection=0
             "training_views": 1 + (0 if train.augmented is None else train.augmented.shape[1]),
             **speedup(tuner, images, train.X[sample], train.y[sample]),
         }
-        model = SavedModel(taking_images(tuner.model_, tuner.backbone), train.classes, tuner.input_size, tta=tta)
+        model = SavedModel(taking_images(tuner.model_, tuner.backbone), train.classes, tuner.input_size, tta=tta,
+                           quantized=quantized_front(tuner, first))
         return model, evaluation.to_builtin(metrics), predictions, chosen_table
+
+
+def quantized_front(tuner, meta):
+    """SavedModel's `quantized` for features extracted in int8 (`meta`: the fine-tuned backbone's provenance):
+    the quantized network that made the intermediate output the tuner was scored on, and the tuner's model of it."""
+    if meta["precision"] != "int8":
+        return None
+    network = store.read_networks(paths.features_file("train"))[tuner.backbone]
+    front = extraction.Extractor(None, tuner.input_size, tuner.pooling, "openvino", "int8", tuner.backbone,
+                                 network=network)
+    return front, tuner.cached_
 
 
 def starting_head(head, selected):

@@ -25,12 +25,13 @@ import numpy as np
 
 from pipeline import PipelineError
 from pipeline.data.images import load_image
+from pipeline.features.backbone import INTERMEDIATE
 from pipeline.files import atomic_path
 from pipeline.modeling.evaluation import average_with_mirror, head_proba
 
 MAGIC = b"pipeline-model\n"
 # Bump when a SavedModel's attributes or the classes it pickles change: older files are then refused, not misread.
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 HEADER_LIMIT = 64 * 1024  # a header takes a few hundred bytes; a longer first line is not one
 RETRAIN = "retrain it with `dvc repro`"
 
@@ -45,14 +46,19 @@ class SavedModel:
     tta: average each image's probabilities with its mirror image's, as its held-out score did.
     preprocessing: None for a Keras model of images; for a head, the pipeline.modeling.feature_pass.FeaturePass
         that turns image files into the vectors it reads (the backbone its training features came from).
+    quantized: for a network fine-tuned on features extracted in int8, (the unloaded
+        pipeline.features.extraction.Extractor of the quantized network, the Keras model of its intermediate
+        output that continues it): what scored the row, so what `predict` runs. `model`, float32 throughout,
+        is what the ONNX export converts.
     """
 
-    def __init__(self, model, classes, input_size, tta=False, preprocessing=None):
+    def __init__(self, model, classes, input_size, tta=False, preprocessing=None, quantized=None):
         self.model = model
         self.classes = list(classes)
         self.input_size = int(input_size)
         self.tta = bool(tta)
         self.preprocessing = preprocessing
+        self.quantized = quantized
 
     @property
     def kind(self):
@@ -80,8 +86,13 @@ class SavedModel:
             from pipeline.data import augment
             from pipeline.modeling import networks
 
-            return average_with_mirror(lambda images: networks.keras_proba(self.model, images), inputs,
-                                       augment.mirror(inputs) if self.tta else None)
+            def proba(images):
+                if self.quantized is None:
+                    return networks.keras_proba(self.model, images)
+                front, rest = self.quantized
+                return networks.keras_proba(rest, front.load()(images)[INTERMEDIATE])
+
+            return average_with_mirror(proba, inputs, augment.mirror(inputs) if self.tta else None)
         return head_proba(self.model, inputs, len(self.classes), mirrored if self.tta else None)
 
     def header(self):

@@ -128,6 +128,8 @@ def extraction_line(split, meta):
     """How long a split's features took, and how many of its images came from the per-image cache."""
     extracted = meta.get("extracted", meta["images"])  # files written before the cache extracted every image
     engine = f" on {meta['engine']} at {meta['precision']}" if "engine" in meta else ""
+    if "calibration_images" in meta:
+        engine += f" (quantized on {int(meta['calibration_images'])} training images)"
     if not extracted:
         return f"- {split}: {meta['images']} images, all from the per-image cache ({meta['seconds']:.0f} s)"
     return (f"- {split}: {meta['images']} images, {extracted} extracted{engine}: {extracted / meta['seconds']:.2f} "

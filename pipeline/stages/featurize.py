@@ -42,6 +42,10 @@ def main(argv):
     extractors = [extraction.Extractor(backbone.weights_source(settings["weights"], name), size,
                                        backbone.pooling_for(settings["pooling"], name), engine, precision, name,
                                        cache_root=paths.CACHE.resolve()) for name in names]
+    if precision == "int8":  # quantized on training images only (pipeline.features.quantization)
+        training = manifest[manifest["split"] == "train"]
+        extractors = [extractor.calibrated(list(training["sha256"]), [root / p for p in training["path"]])
+                      for extractor in extractors]
     caches = [FeatureCache(paths.FEATURE_CACHE, extractor.provenance()) for extractor in extractors]
     provenance = None
     print(f"{fusion.name(names)} on {engine} at {precision}, {size} px")
@@ -60,6 +64,9 @@ def main(argv):
                         for extractor, cache in zip(extractors, caches))  # an image counts once per backbone
         flips = augmentation["horizontal_flip"] or params["evaluate"]["tta"]
         sample = mirror_sample(settings, extractors, caches, root, rows) if split == "train" and flips else {}
+        if split == "train" and precision == "int8":  # what a head's saved model will predict with
+            sample.update(store.network_datasets({extractor.backbone: extractor.saved_network()
+                                                  for extractor in extractors}))
         seconds = time.perf_counter() - started
         provenance = provenance or fusion.provenance([{**cache.provenance, "feature_width": width(cache, keys[0])}
                                                       for cache in caches])

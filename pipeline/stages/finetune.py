@@ -25,7 +25,7 @@ def main(argv):
     model, metrics, predictions, selection = finetune.fine_tune(
         head_name, settings, params["data"]["dir"], evaluate["seed"], evaluate["tta"],
         curves=live.emptied(live.directory(name)), selection=evaluate["selection"],
-        precision=engines.resolve("keras", params["backbone"]["precision"])[1])
+        precision=engines.keras_precision(params["backbone"]["precision"]))
     outputs.save(name, model, metrics, predictions, selection=selection)
     print(outputs.summary(name, metrics))
     print(f"a training step costs {metrics['speedup']:.1f}x less per image from the cached intermediate output")

@@ -26,7 +26,7 @@ def main(argv):
     check(augmentation, SCHEMA["augment"], prefix=f"scratch.{name}.augment.")
     known = set(scratch.ScratchCNN().get_params()) - set(scratch.FIXED)
     check_settings(f"params.yaml: scratch.{name}", settings, known)
-    precision = engines.resolve("keras", params["backbone"]["precision"])[1]
+    precision = engines.keras_precision(params["backbone"]["precision"])
     cnn = scratch.ScratchCNN(augmentation, precision=precision, random_state=params["evaluate"]["seed"], **settings)
     evaluate = params["evaluate"]
     model, metrics, predictions, selection = scratch.train_and_score(

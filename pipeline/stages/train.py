@@ -21,7 +21,8 @@ def main(argv):
     spec = params["heads"][name]
     model = heads.make_head(name, spec, seed=seed)
     layer = heads.layer_of(spec)
-    train = heads.read_vectors(paths.features_file("train"), layer)
+    train_file = paths.features_file("train")
+    train = heads.read_vectors(train_file, layer)
     heldout = store.heldout_file()
     fitted, result, predictions, out_of_fold = evaluation.evaluate(
         model, train, heldout and heads.read_vectors(heldout, layer), params["evaluate"]["folds"], seed,
@@ -30,7 +31,7 @@ def main(argv):
         curves=live.emptied(live.directory(name), dvcyaml=live.own_dvcyaml(name)),  # a dense head's (DVCLive)
     )
     model = SavedModel(fitted, train.classes, train.meta["input_size"], tta=result.get("tta", False),
-                       preprocessing=FeaturePass(dict(train.meta), layer))
+                       preprocessing=FeaturePass(dict(train.meta), layer, store.read_networks(train_file)))
     # Named by backbone (or fusion); the intermediate output is a fusion's first backbone's (features.fusion)
     approach = (f"{train.meta['backbone']} bottleneck" if layer == heads.DEFAULT_LAYER
                 else f"{fusion.parts(train.meta)[0]['backbone']} {layer} features")
