@@ -270,7 +270,8 @@ def test_int8_features_keep_their_calibration_as_images_come_and_heads_predict_w
     assert len(merged) == 2 * PER_CLASS and (merged["label"] == merged["predicted"]).all()
     assert merged["probability_x"].to_numpy() == pytest.approx(merged["probability_y"].to_numpy(), abs=1e-6)
     stage("report")
-    assert "extracted on openvino at int8 (quantized on 12 training images)" in (paths.REPORTS / "report.md").read_text()
+    report = (paths.REPORTS / "report.md").read_text()
+    assert "extracted on openvino at int8 (quantized on 12 training images)" in report
     # A new training image keeps the calibration set (all its images are still training images): one extraction.
     write_image(images / "train/red/new.png", COLOURS["red"], seed=99)
     stage("prepare")
