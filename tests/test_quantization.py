@@ -71,7 +71,7 @@ def test_an_int8_network_is_quantized_once_per_calibration_set_and_travels_as_by
     assert later.provenance() == int8.provenance()
     again = extraction.arrays(later.load(), extraction.IMAGE, files, keys, 4)
     network = later.saved_network()
-    alone = extraction.Extractor(None, SIZE, "avg", "openvino", "int8", network=network).load()  # what predict runs
+    alone = extraction.quantized(network, SIZE, "avg", "vgg16").load()  # what predict runs
     for name, array in got.items():
         np.testing.assert_array_equal(again[name], array)
         np.testing.assert_array_equal(extraction.arrays(alone, extraction.IMAGE, files, keys, 4)[name], array)

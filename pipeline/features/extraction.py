@@ -132,6 +132,11 @@ class Extractor:
         }
 
 
+def quantized(network, input_size, pooling, name):
+    """An Extractor of a quantized network as Extractor.saved_network gives it: what a saved model predicts with."""
+    return Extractor(None, input_size, pooling, "openvino", "int8", name, network=network)
+
+
 class View:
     """One way of showing every image to the network; its arrays are stored as <output><suffix>."""
 

@@ -51,7 +51,6 @@ class FeaturePass:
         return {f"{name}{view.suffix}": array for view in extraction.views(mirrored=mirrored)
                 for name, array in extraction.arrays(extractor, view, files, [None] * len(files), batch_size).items()}
 
-
     def extractor(self, meta, weights):
         """The loaded extraction.Extractor of one backbone (`meta`: its provenance) as it made the features."""
         from pipeline.features import backbone, engines, extraction
@@ -60,8 +59,7 @@ class FeaturePass:
         size, pooling = int(meta["input_size"]), meta["pooling"]
         if meta["precision"] == "int8":  # the quantized network itself; its weights were checked when quantized
             engines.require("openvino", f"this model runs {name} quantized to int8 by OpenVINO")
-            network = self.networks[name]
-            return extraction.Extractor(None, size, pooling, "openvino", "int8", name, network=network).load()
+            return extraction.quantized(self.networks[name], size, pooling, name).load()
         engine, precision = engines.resolve(meta["engine"], meta["precision"])
         extractor = extraction.Extractor(backbone.weights_source(weights or meta["weights"], name), size, pooling,
                                          engine, precision, name).load()

@@ -194,9 +194,7 @@ def quantized_front(tuner, meta):
     if meta["precision"] != "int8":
         return None
     network = store.read_networks(paths.features_file("train"))[tuner.backbone]
-    front = extraction.Extractor(None, tuner.input_size, tuner.pooling, "openvino", "int8", tuner.backbone,
-                                 network=network)
-    return front, tuner.cached_
+    return extraction.quantized(network, tuner.input_size, tuner.pooling, tuner.backbone), tuner.cached_
 
 
 def starting_head(head, selected):
