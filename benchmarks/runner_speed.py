@@ -22,7 +22,7 @@ from pipeline.features.cache import FeatureCache
 def timed_extract(runner, extractor, files, keys, root):
     cache = FeatureCache(root, extractor.provenance())
     start = time.perf_counter()
-    runners.extract(runner, extractor, cache, [extraction.IMAGE], files, keys, batch_size=32)
+    runners.extract(runner, [(extractor, cache)], [extraction.IMAGE], files, keys, batch_size=32)
     seconds = time.perf_counter() - start
     return seconds, np.concatenate([rows["features"] for rows in cache.rows([extraction.IMAGE], keys)])
 

@@ -26,6 +26,16 @@ def test_shards_are_found_by_key_in_any_order(tmp_path):
     assert (cache.dir / "provenance.json").exists()
 
 
+def test_a_chunk_read_in_one_span_per_shard_keeps_the_order_asked_and_repeats(tmp_path):
+    cache = FeatureCache(tmp_path, PROVENANCE)
+    cache.add("image", ["1", "2", "3", "4"], arrays(["1", "2", "3", "4"]))
+    cache.add("image", ["5", "6"], arrays(["5", "6"]))
+    keys = ["4", "6", "2", "4", "1", "5"]  # backwards, skipping rows, a key twice, the shards interleaved
+    (gathered,) = cache.gather("image", keys)
+    np.testing.assert_array_equal(gathered["features"], arrays(keys)["features"])
+    np.testing.assert_array_equal(gathered[INTERMEDIATE], arrays(keys)[INTERMEDIATE])
+
+
 def test_other_provenance_is_another_cache(tmp_path):
     FeatureCache(tmp_path, PROVENANCE).add("image", ["1"], arrays(["1"]))
     assert FeatureCache(tmp_path, {**PROVENANCE, "input_size": 64}).missing("image", ["1"]) == ["1"]

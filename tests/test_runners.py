@@ -7,6 +7,7 @@ import pytest
 
 from pipeline import PipelineError
 from pipeline.data import augment
+from pipeline.data.images import load_image
 from pipeline.features import extraction, runners
 from pipeline.features.cache import FeatureCache
 from tests.conftest import make_tree, write_image
@@ -19,6 +20,12 @@ def extractor(random_weights):
     return extraction.Extractor(str(random_weights), 32, "avg").load()
 
 
+@pytest.fixture(scope="module")
+def other(random_weights):
+    """A second backbone (its features pooled another way), as a fusion of two has."""
+    return extraction.Extractor(str(random_weights), 32, "max").load()
+
+
 def sha256(path):
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -26,7 +33,7 @@ def sha256(path):
 def extract(extractor, cache, files, views=(extraction.IMAGE,), runner="local", keys=None):
     """Fill the cache for `files`; returns (images computed, their features in order)."""
     keys = keys or [sha256(f) for f in files]
-    computed = runners.extract(runner, extractor, cache, list(views), files, keys, batch_size=3)
+    computed = runners.extract(runner, [(extractor, cache)], list(views), files, keys, batch_size=3)
     return computed, np.concatenate([rows["features"] for rows in cache.rows(list(views), keys)])
 
 
@@ -75,6 +82,28 @@ def test_an_interrupted_extraction_resumes_without_recomputing_finished_shards(t
     np.testing.assert_array_equal(resumed, extract(extractor, fresh, files)[1])
 
 
+def test_each_image_is_decoded_once_for_every_backbone_and_view(tmp_path, extractor, other, monkeypatch):
+    files = sorted(make_tree(tmp_path / "images", per_class=3).rglob("*.png"))
+    keys = [sha256(f) for f in files]
+    views = extraction.views(augment.Copies(AUGMENT, count=1, seed=0), mirrored=True)
+    backbones = [(each, FeatureCache(tmp_path / "cache", each.provenance())) for each in (extractor, other)]
+    decoded = []
+    monkeypatch.setattr(extraction, "load_image", lambda file, size: decoded.append(file) or load_image(file, size))
+    assert runners.extract("local", backbones, views, files, keys, batch_size=4) == 6
+    assert sorted(decoded) == files
+    for each, cache in backbones:
+        from_files = extraction.arrays(each, extraction.FLIPPED, files, keys, batch_size=4)  # decoded on their own
+        np.testing.assert_array_equal(np.concatenate([rows["features_flipped"] for rows in cache.rows(views, keys)]),
+                                      from_files["features"])
+    # The second backbone's mirror images lost: only they are computed, and the images decoded once more.
+    shutil.rmtree(backbones[1][1].dir / "flipped")
+    kept = set(backbones[0][1].dir.rglob("*.h5"))
+    decoded.clear()
+    assert runners.extract("local", backbones, views, files, keys, batch_size=4) == 6
+    assert sorted(decoded) == files and set(backbones[0][1].dir.rglob("*.h5")) == kept
+    assert runners.extract("local", backbones, views, files, keys, batch_size=4) == 0
+
+
 def test_an_unknown_runner_is_named():
     with pytest.raises(PipelineError, match="backbone.runner is 'spark'; use one of local, ray"):
         runners.check("spark")
@@ -89,16 +118,18 @@ def local_ray():
     ray.shutdown()
 
 
-def test_the_ray_runner_writes_what_the_local_one_does(tmp_path, extractor, local_ray, monkeypatch):
+def test_the_ray_runner_writes_what_the_local_one_does(tmp_path, extractor, other, local_ray, monkeypatch):
     monkeypatch.setattr(runners, "SHARD_IMAGES", 3)  # several shards, so several tasks
     files = sorted(make_tree(tmp_path / "images", per_class=4).rglob("*.png"))
     keys = [sha256(f) for f in files]
     views = extraction.views(augment.Copies(AUGMENT, count=2, seed=0), mirrored=True)
-    local, remote = (FeatureCache(tmp_path / name, extractor.provenance()) for name in ("local", "ray"))
-    assert runners.extract("local", extractor, local, views, files, keys, batch_size=2) == 8
-    assert runners.extract("ray", extractor, remote, views, files, keys, batch_size=2) == 8
-    assert len(remote.shards("image")) == 3
-    for ours, theirs in zip(local.rows(views, keys), remote.rows(views, keys)):
-        assert sorted(ours) == sorted(theirs)
-        for name in ours:
-            np.testing.assert_array_equal(ours[name], theirs[name])
+    for name in ("local", "ray"):
+        backbones = [(each, FeatureCache(tmp_path / name, each.provenance())) for each in (extractor, other)]
+        assert runners.extract(name, backbones, views, files, keys, batch_size=2) == 8
+    for each in (extractor, other):
+        local, remote = (FeatureCache(tmp_path / name, each.provenance()) for name in ("local", "ray"))
+        assert len(remote.shards("image")) == 3
+        for ours, theirs in zip(local.rows(views, keys), remote.rows(views, keys)):
+            assert sorted(ours) == sorted(theirs)
+            for name in ours:
+                np.testing.assert_array_equal(ours[name], theirs[name])

@@ -65,21 +65,33 @@ class FeatureCache:
                 h5[output] = array
 
     def gather(self, view_id, keys, chunk=256):
-        """Yield {output: array} for `keys`, `chunk` images at a time, in order."""
+        """Yield {output: array} for `keys`, `chunk` images at a time, in order.
+
+        Each shard's rows come in one read (the span from its first wanted row to its last): reading them one
+        at a time took most of the features stage's time when every image was cached (benchmarks/results.md, run 9).
+        """
         cached = self.index(view_id)
         open_files = {}
         try:
             for start in range(0, len(keys), chunk):
-                wanted = [cached[key] for key in keys[start:start + chunk]]
-                rows = {}
-                for shard, row in wanted:
+                places = {}  # shard -> ([row in the shard], [place in the chunk])
+                for place, key in enumerate(keys[start:start + chunk]):
+                    shard, row = cached[key]
+                    places.setdefault(shard, ([], []))[0].append(row)
+                    places[shard][1].append(place)
+                arrays = {}
+                for shard, (rows, at) in places.items():
                     if shard not in open_files:
                         open_files[shard] = h5py.File(shard, "r")
-                    for output in open_files[shard]:
+                    first, last = min(rows), max(rows)
+                    for output, dataset in open_files[shard].items():
                         if output != "keys":
                             name = RENAMED_OUTPUTS.get(output, output)  # a shard written under an old name
-                            rows.setdefault(name, []).append(open_files[shard][output][row])
-                yield {output: np.stack(arrays) for output, arrays in rows.items()}
+                            if name not in arrays:
+                                arrays[name] = np.empty((len(keys[start:start + chunk]), *dataset.shape[1:]),
+                                                        dataset.dtype)
+                            arrays[name][at] = dataset[first:last + 1][np.subtract(rows, first)]
+                yield arrays
         finally:
             for h5 in open_files.values():
                 h5.close()

@@ -182,10 +182,26 @@ def batches(extractor, view, files, keys, batch_size):
 
 def arrays(extractor, view, files, keys, batch_size):
     """{output: array} of one view of all `files`, computed batch by batch."""
-    parts = [outputs for _, outputs in batches(extractor, view, files, keys, batch_size)]
+    return joined([outputs for _, outputs in batches(extractor, view, files, keys, batch_size)])
+
+
+def joined(parts):
+    """One {output: array} of batches' {output: array}, in order."""
     return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
 
 
-def fill_cache(extractor, cache, view, files, keys, batch_size):
-    """Compute `view` of `files` into the cache under `keys`: one shard, the unit of work of every runner."""
-    cache.add(view.id, keys, arrays(extractor, view, files, keys, batch_size))
+def fill_shard(tasks, files, keys, batch_size):
+    """Compute one shard of images into the caches: the unit of work of every runner.
+
+    `tasks`: (extractor, cache, view, the keys whose view that cache lacks) for each backbone and view with
+    something to compute. Each of the shard's images (`files`, their `keys`) is decoded once for all of them:
+    decoding costs as much as MobileNetV2's whole pass (benchmarks/results.md, run 9).
+    """
+    images = np.stack([load_image(f, tasks[0][0].input_size) for f in files])  # one input size for every backbone
+    row = dict(zip(keys, range(len(keys))))
+    for extractor, cache, view, needed in tasks:
+        chosen = images[[row[key] for key in needed]]
+        extractor.load()
+        cache.add(view.id, needed, joined([view(extractor, chosen[start:start + batch_size],
+                                                needed[start:start + batch_size])
+                                           for start in range(0, len(needed), batch_size)]))

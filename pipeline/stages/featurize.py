@@ -59,9 +59,8 @@ def main(argv):
         views = extraction.views(copies, mirrored=params["evaluate"]["tta"] and split == heldout)
         keys = list(rows["sha256"])
         files = [root / p for p in rows["path"]]
-        extracted = sum(runners.extract(settings["runner"], extractor, cache, views, files, keys,
-                                        settings["batch_size"], desc=f"{split}, {extractor.backbone}")
-                        for extractor, cache in zip(extractors, caches))  # an image counts once per backbone
+        extracted = runners.extract(settings["runner"], list(zip(extractors, caches)), views, files, keys,
+                                    settings["batch_size"], desc=split)
         flips = augmentation["horizontal_flip"] or params["evaluate"]["tta"]
         sample = mirror_sample(settings, extractors, caches, root, rows) if split == "train" and flips else {}
         if split == "train" and precision == "int8":  # what a head's saved model will predict with
@@ -98,8 +97,8 @@ def mirror_sample(settings, extractors, caches, root, rows):
     sample = rows.iloc[picked]
     keys = list(sample["sha256"])
     files = [root / p for p in sample["path"]]
-    extracted = sum(runners.extract(settings["runner"], extractor, cache, [extraction.FLIPPED], files, keys,
-                                    settings["batch_size"]) for extractor, cache in zip(extractors, caches))
+    extracted = runners.extract(settings["runner"], list(zip(extractors, caches)), [extraction.FLIPPED], files, keys,
+                                settings["batch_size"])
     print(f"the mirror images of {len(keys)} training images, for the report's flip check: {extracted} extracted now")
     chunks = fusion.rows([cache.rows([extraction.FLIPPED], keys) for cache in caches])
     mirrored = np.concatenate([chunk["features_flipped"] for chunk in chunks])
