@@ -74,11 +74,13 @@ class FeatureCache:
         open_files = {}
         try:
             for start in range(0, len(keys), chunk):
+                chunk_keys = keys[start:start + chunk]
                 places = {}  # shard -> ([row in the shard], [place in the chunk])
-                for place, key in enumerate(keys[start:start + chunk]):
+                for place, key in enumerate(chunk_keys):
                     shard, row = cached[key]
-                    places.setdefault(shard, ([], []))[0].append(row)
-                    places[shard][1].append(place)
+                    rows, at = places.setdefault(shard, ([], []))
+                    rows.append(row)
+                    at.append(place)
                 arrays = {}
                 for shard, (rows, at) in places.items():
                     if shard not in open_files:
@@ -88,8 +90,7 @@ class FeatureCache:
                         if output != "keys":
                             name = RENAMED_OUTPUTS.get(output, output)  # a shard written under an old name
                             if name not in arrays:
-                                arrays[name] = np.empty((len(keys[start:start + chunk]), *dataset.shape[1:]),
-                                                        dataset.dtype)
+                                arrays[name] = np.empty((len(chunk_keys), *dataset.shape[1:]), dataset.dtype)
                             arrays[name][at] = dataset[first:last + 1][np.subtract(rows, first)]
                 yield arrays
         finally:

@@ -42,13 +42,13 @@ def extract(runner, backbones, views, files, keys, batch_size, desc=None):
     work = shards(backbones, views, files, keys)
     if not work:
         return 0
+    images = sum(len(shard_keys) for _, shard_keys, _ in work)
     if runner == "ray":
         from pipeline.features import ray_runner  # an optional extra: pip install .[ray]
         ray_runner.extract(work, batch_size)
     else:
-        with tqdm(total=sum(len(shard_keys) for _, shard_keys, _ in work), desc=desc, unit="image",
-                  disable=desc is None, mininterval=5) as progress:
+        with tqdm(total=images, desc=desc, unit="image", disable=desc is None, mininterval=5) as progress:
             for shard_files, shard_keys, tasks in work:
                 extraction.fill_shard(tasks, shard_files, shard_keys, batch_size)
                 progress.update(len(shard_keys))
-    return sum(len(shard_keys) for _, shard_keys, _ in work)
+    return images
