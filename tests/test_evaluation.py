@@ -14,6 +14,7 @@ from pipeline.features.store import Features
 from pipeline.modeling import evaluation
 from pipeline.modeling.evaluation import METRICS, cross_validate, evaluate, fold_jobs, grouped_folds, scores
 from pipeline.modeling.heads import make_head
+from pipeline.modeling.kernel_svm import KernelSVM
 
 
 def split_features(n, split, offset=0):
@@ -166,6 +167,27 @@ def test_folds_fitted_side_by_side_give_what_folds_fitted_one_by_one_give():
     side_by_side = cross_validate(model, views, train.y, 2, folds=5, seed=0, n_jobs=3)
     np.testing.assert_array_equal(one_by_one[0], side_by_side[0])
     np.testing.assert_array_equal(one_by_one[1], side_by_side[1])
+
+
+@pytest.mark.parametrize("head", [{"type": "rbf_svm", "scale": "l2"}, {"type": "linear_svm", "scale": "none"}])
+def test_svm_folds_and_final_fit_slice_one_gram_and_score_as_computing_their_own(head, monkeypatch):
+    train, heldout = split_features(150, "train"), split_features(60, "test", offset=150)
+    train.augmented = train.X[:, None] + np.random.default_rng(0).normal(scale=0.3, size=(150, 1, 10))
+    given = []
+    fit = KernelSVM.fit
+
+    def recording_fit(self, X, y, groups=None, gram=None):
+        given.append(gram is not None and gram.shape == (len(X), len(X)))
+        return fit(self, X, y, groups, gram)
+
+    monkeypatch.setattr(KernelSVM, "fit", recording_fit)
+    shared = evaluate(make_head("svm", head), train, heldout, folds=5, seed=0)
+    assert given == [True] * 6  # five folds and the final fit
+    monkeypatch.setattr(evaluation, "shared_gram", lambda model, rows: None)
+    own = evaluate(make_head("svm", head), train, heldout, folds=5, seed=0)
+    assert given[6:] == [False] * 6
+    np.testing.assert_allclose(shared[3].filter(like="p_"), own[3].filter(like="p_"), atol=1e-5)  # out of fold
+    np.testing.assert_allclose(shared[2].filter(like="p_"), own[2].filter(like="p_"), atol=1e-5)  # held-out
 
 
 def test_a_head_that_must_fit_alone_gets_one_fold_at_a_time(monkeypatch):

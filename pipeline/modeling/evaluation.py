@@ -17,6 +17,7 @@ from sklearn.utils.metadata_routing import get_routing_for_object
 from threadpoolctl import threadpool_limits
 
 from pipeline import PipelineError
+from pipeline.modeling.kernel_svm import shared_gram
 
 METRICS = ("accuracy", "balanced_accuracy", "f1_macro", "roc_auc", "log_loss")
 
@@ -127,20 +128,23 @@ def grouped_folds(y, n_views, folds, seed, groups=None):
         yield (train[:, None] * n_views + np.arange(n_views)).ravel(), test * n_views
 
 
-def cross_validate(model, views, y, n_classes, folds, seed, groups=None, n_jobs=None):
+def cross_validate(model, views, y, n_classes, folds, seed, groups=None, n_jobs=None, gram=None):
     """Out-of-fold probabilities, each image's fold, and per-fold scores; `views` is (images, views, features).
 
     `groups` (one per image) keeps copies of an image in one fold; without it every image is its own.
-    `n_jobs` folds fit at once, in threads (None: fold_jobs(model)).
+    `n_jobs` folds fit at once, in threads (None: fold_jobs(model)). `gram`: shared_gram(model, rows),
+    where the caller has it already; the folds slice it (computed here otherwise).
     """
     n_images, n_views = views.shape[:2]
     groups = np.arange(n_images) if groups is None else np.asarray(groups)
     rows = views.reshape(n_images * n_views, -1)
     row_labels, row_groups = np.repeat(y, n_views), np.repeat(groups, n_views)
     splits = list(grouped_folds(y, n_views, folds, seed, groups))
+    gram = shared_gram(model, rows) if gram is None else gram
 
     def fold(train, test):
-        fitted, _ = fit_own_rows(model, rows, train, row_labels[train], groups=row_groups[train])
+        fitted, _ = fit_own_rows(model, rows, train, row_labels[train], groups=row_groups[train],
+                                 gram=None if gram is None else gram[np.ix_(train, train)])
         return head_proba(fitted, rows[test], n_classes)
 
     n_jobs = min(fold_jobs(model) if n_jobs is None else n_jobs, len(splits))
@@ -208,13 +212,15 @@ def evaluate(model, train, heldout, folds, seed, tta=False, groups=None, n_jobs=
     """
     n_classes = len(train.classes)
     views = train.views()
+    n_views, rows = views.shape[1], views.reshape(-1, views.shape[-1])
     groups = np.arange(len(train.y)) if groups is None else np.asarray(groups)
     start = time.perf_counter()
-    out_of_fold, fold_of, per_fold = cross_validate(model, views, train.y, n_classes, folds, seed, groups, n_jobs)
+    gram = shared_gram(model, rows)  # once: every fold's fit and the final one slice it
+    out_of_fold, fold_of, per_fold = cross_validate(model, views, train.y, n_classes, folds, seed, groups, n_jobs,
+                                                    gram=gram)
     cv_seconds = time.perf_counter() - start
-    n_views = views.shape[1]
-    fitted, fit_seconds = fit_own_rows(model, views.reshape(-1, views.shape[-1]), None, np.repeat(train.y, n_views),
-                                       groups=np.repeat(groups, n_views), curves=curves)
+    fitted, fit_seconds = fit_own_rows(model, rows, None, np.repeat(train.y, n_views),
+                                       groups=np.repeat(groups, n_views), curves=curves, gram=gram)
     result = {"cv": cv_summary(per_fold), "cv_seconds": cv_seconds, "fit_seconds": fit_seconds,
               "training_views": int(views.shape[1])}
     if heldout is None:

@@ -10,6 +10,8 @@ from scipy.optimize import minimize
 from scipy.special import expit
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.model_selection import StratifiedGroupKFold
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import Normalizer
 from sklearn.svm import SVC
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
@@ -29,7 +31,10 @@ class KernelSVM(ClassifierMixin, BaseEstimator):
     products one at a time. Calibration folds hold whole groups (`groups` in fit: an image's
     augmented copies and duplicates), so a sigmoid is never fitted on a decision about a twin
     of a row the SVC trained on. Keeps the final SVC's support vectors for prediction. Its fit asks
-    for `groups` through scikit-learn's metadata routing (pipeline.modeling.evaluation.fit passes them).
+    for `groups` and `gram` through scikit-learn's metadata routing (pipeline.modeling.evaluation.fit
+    passes them): `gram`, the rows' dot products already computed, spares the one matrix product too,
+    so CV's folds and the final fit slice one product over every row (shared_gram) instead of each
+    computing its own.
 
     `class_weight` ('balanced', {label: weight}, or None) weights the classes in the SVC's fits
     and in the sigmoids' too: an unweighted sigmoid would move the threshold back to where the
@@ -37,7 +42,7 @@ class KernelSVM(ClassifierMixin, BaseEstimator):
     did just that).
     """
 
-    __metadata_request__fit = {"groups": True}
+    __metadata_request__fit = {"groups": True, "gram": True}
 
     def __init__(self, kernel="rbf", C=1.0, gamma="scale", class_weight=None, tol=1e-3,
                  calibration_folds=5, random_state=0):
@@ -49,8 +54,11 @@ class KernelSVM(ClassifierMixin, BaseEstimator):
         self.calibration_folds = calibration_folds
         self.random_state = random_state
 
-    def fit(self, X, y, groups=None):
-        """Fit the SVC on every row and a sigmoid per class on out-of-fold decisions; `groups` as in DenseHead.fit."""
+    def fit(self, X, y, groups=None, gram=None):
+        """Fit the SVC on every row and a sigmoid per class on out-of-fold decisions; `groups` as in DenseHead.fit.
+
+        `gram`: X @ X.T (of X as given here, after a pipeline's scaler), or None to compute it.
+        """
         X, y = validate_data(self, X, y, dtype=(np.float64, np.float32))
         check_classification_targets(y)
         groups = np.arange(len(y)) if groups is None else column_or_1d(groups)
@@ -64,7 +72,12 @@ class KernelSVM(ClassifierMixin, BaseEstimator):
         # {class index: weight}, as every fit here sees the classes; None: unweighted
         self.class_weight_ = None if self.class_weight is None else dict(enumerate(
             compute_class_weight(self.class_weight, classes=self.classes_, y=y)))
-        kernel = self._kernel(X, X)
+        if gram is None:
+            gram = X @ X.T  # BLAS's syrk: half a product's work
+        elif np.shape(gram) != (len(X), len(X)):
+            raise ValueError(f"gram must be X @ X.T, of shape {(len(X), len(X))}, not {np.shape(gram)}")
+        squares = np.diagonal(gram)
+        kernel = self._kernel_of(gram, squares, squares)
         decisions = self._out_of_fold_decisions(kernel, y_index, groups)
         columns = decisions[:, None] if decisions.ndim == 1 else decisions
         positives = [y_index == 1] if decisions.ndim == 1 else [y_index == k for k in range(len(self.classes_))]
@@ -90,11 +103,22 @@ class KernelSVM(ClassifierMixin, BaseEstimator):
 
     def _kernel(self, A, B):
         """(len(A), len(B)) float64 kernel matrix: one matrix product, and for rbf the squared distances from it."""
-        dots = (A @ B.T).astype(np.float64)  # A @ A.T is BLAS's syrk, half a product's work
+        return self._kernel_of(A @ B.T, np.einsum("ij,ij->i", A, A), np.einsum("ij,ij->i", B, B))
+
+    def _kernel_of(self, dots, squares_a, squares_b):
+        """The kernel matrix from the rows' dot products and each row's squared length, in one new float64 array.
+
+        In place after the copy: the rbf kernel's temporaries were each as large as the kernel (4,000 photos:
+        330 MB apiece)."""
+        kernel = np.array(dots, dtype=np.float64)
         if self.kernel == "linear":
-            return dots
-        squared = np.einsum("ij,ij->i", A, A).astype(np.float64)[:, None] + np.einsum("ij,ij->i", B, B)
-        return np.exp(-self.gamma_ * np.maximum(squared - 2 * dots, 0))
+            return kernel
+        kernel *= -2  # the squared distance |a|^2 + |b|^2 - 2 a.b, never below 0 (rounding)
+        kernel += np.asarray(squares_a, dtype=np.float64)[:, None]
+        kernel += np.asarray(squares_b, dtype=np.float64)
+        np.maximum(kernel, 0, out=kernel)
+        kernel *= -self.gamma_
+        return np.exp(kernel, out=kernel)
 
     def _svc(self):
         return SVC(kernel="precomputed", C=self.C, class_weight=self.class_weight_, tol=self.tol)
@@ -135,6 +159,27 @@ class KernelSVM(ClassifierMixin, BaseEstimator):
     def predict(self, X):
         proba = self.predict_proba(X)  # first: it checks that the model is fitted
         return self.classes_[proba.argmax(axis=1)]
+
+
+def shared_gram(model, rows):
+    """The dot products of `rows` as the KernelSVM ending `model` sees them, for every fit on some of them to
+    slice (its `gram`); None where no KernelSVM asks, or where a fit's scaler learns from its own rows.
+
+    Only a scaler that treats each row alone gives every fit the same rows: unit length (Normalizer's l2,
+    whose dot products are the raw ones over the two lengths) or none. A standard scaler's mean and
+    variance are its fold's, so each fold computes its own.
+    """
+    *scalers, final = [step for _, step in model.steps] if isinstance(model, Pipeline) else [model]
+    if not isinstance(final, KernelSVM) or any(
+            not (isinstance(scaler, Normalizer) and scaler.norm == "l2") for scaler in scalers):
+        return None
+    gram = rows @ rows.T
+    if scalers:
+        lengths = np.sqrt(np.diagonal(gram)).astype(gram.dtype)
+        lengths[lengths == 0] = 1  # as Normalizer: a row of zeros stays zeros
+        gram /= lengths[:, None]
+        gram /= lengths
+    return gram
 
 
 def group_folds(y, groups, folds, seed):
