@@ -1,8 +1,11 @@
 
 import os
+import subprocess
+import sys
 import tracemalloc
 from pathlib import Path
 
+import joblib
 import numpy as np
 import pytest
 from sklearn.base import clone
@@ -214,6 +217,22 @@ def test_the_dense_head_weights_classes_by_its_fit_rows_and_refuses_an_unknown_s
     assert seen["class_weight"] is None  # the default: unweighted
     with pytest.raises(PipelineError, match="class_weight is 'balance': use balanced"):
         DenseHead(epochs=1, class_weight="balance").fit(X, y)
+
+
+def test_a_fitted_dense_head_pickles_without_its_optimizer_and_loads_where_the_pipeline_is_not_imported(tmp_path):
+    """Trained with networks.FusedAdam, a class Keras finds only once this package has registered it; kept
+    uncompiled, its file holds the weights alone and unpickles in a process that imported nothing of it."""
+    X, y = blobs(2)
+    head = DenseHead(units=8, epochs=2).fit(X, y)
+    assert not head.model_.compiled
+    joblib.dump((head, X), tmp_path / "head.joblib")
+    loaded = subprocess.run([sys.executable, "-c", (
+        "import sys, joblib; head, X = joblib.load(sys.argv[1]); "
+        "assert 'pipeline.modeling.networks' not in sys.modules; joblib.dump(head.model_.get_weights(), sys.argv[1])"),
+        tmp_path / "head.joblib"], capture_output=True, text=True)
+    assert loaded.returncode == 0, loaded.stderr[-2000:]
+    for saved, trained in zip(joblib.load(tmp_path / "head.joblib"), head.model_.get_weights()):
+        np.testing.assert_array_equal(saved, trained)
 
 
 def test_a_dense_heads_fits_leave_no_copy_of_their_data_behind():

@@ -5,6 +5,7 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.datasets import load_digits
 from sklearn.model_selection import StratifiedGroupKFold
 
 from pipeline import PipelineError
@@ -12,17 +13,18 @@ from pipeline.features import store
 from pipeline.features.backbone import INTERMEDIATE
 from pipeline.modeling import live
 from pipeline.modeling.networks import (
+    FusedAdam,
     InOrder,
     RandomViews,
     Views,
     class_weights,
     compile_classifier,
     computing_in,
-    float64_copy,
     keras_proba,
     output_layer,
     set_aside_stopping_rows,
     train,
+    uncompiled_copy,
 )
 
 
@@ -110,13 +112,34 @@ def test_the_float64_copy_predicts_what_the_model_does_in_float64_whatever_the_r
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dropout(0.5),
                               output_layer(3)])
     X = np.random.default_rng(0).normal(size=(20, 3))
-    copy = float64_copy(model)
+    copy = uncompiled_copy(model, "float64")
     assert {weight.dtype for weight in copy.weights} == {"float64"}
     assert model.weights[0].dtype == "float32"  # the original is left as it was
     p = keras_proba(copy, X, dtype=np.float64)
     np.testing.assert_allclose(p, keras_proba(model, X), rtol=1e-6)  # float32's rounding apart, the same network
     order = np.random.default_rng(1).permutation(20)
     np.testing.assert_allclose(keras_proba(copy, X[order], dtype=np.float64), p[order], rtol=1e-12, atol=0)
+
+
+def test_fused_adam_trains_as_keras_adam(tmp_path):
+    """The same steps from the same weights, Keras's Adam and the fused kernel, on digits: the same weights
+    but for float32 rounding; and a model compiled with it saves and loads with it."""
+    X, y = load_digits(n_class=3, return_X_y=True)
+    weights = {}
+    for name, optimizer in (("keras", keras.optimizers.Adam(1e-2)), ("fused", FusedAdam(1e-2))):
+        keras.utils.set_random_seed(0)
+        model = compile_classifier(keras.Sequential([keras.Input((64,)), keras.layers.Dense(32, activation="relu"),
+                                                     output_layer(3)]), 3, optimizer)
+        initial = model.get_weights()
+        for start in range(0, 320, 32):
+            model.train_on_batch(X[start:start + 32] / 16, y[start:start + 32])
+        weights[name] = model.get_weights()
+    assert model.optimizer.iterations.numpy() == 10
+    for before, keras_weight, fused_weight in zip(initial, weights["keras"], weights["fused"]):
+        assert np.abs(keras_weight - before).max() > 0.01  # ten steps moved every weight array
+        np.testing.assert_allclose(fused_weight, keras_weight, atol=1e-5)
+    model.save(tmp_path / "fused.keras")
+    assert isinstance(keras.models.load_model(tmp_path / "fused.keras").optimizer, FusedAdam)
 
 
 def test_training_stops_early_and_keeps_the_best_epoch(capsys):

@@ -74,11 +74,12 @@ class DenseHead(ClassifierMixin, BaseEstimator):
             keras.layers.Dense(self.units, activation="relu"),
             keras.layers.Dropout(self.dropout),
             networks.output_layer(n_classes),
-        ]), n_classes, keras.optimizers.Adam(self.learning_rate))
+        ]), n_classes, networks.FusedAdam(self.learning_rate))
         self.history_ = networks.train(
             self.model_, networks.Views(X, y_index, rows=fit), networks.Views(X, y_index, rows=stop),
             self.epochs, self.patience, self.batch_size, class_weight=weights, curves=curves, seed=self.random_state,
         )
+        self.model_ = networks.uncompiled_copy(self.model_)  # saved, it loads wherever Keras does (FusedAdam)
         return self
 
     def predict_proba(self, X):
@@ -86,7 +87,7 @@ class DenseHead(ClassifierMixin, BaseEstimator):
 
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=np.float64)
-        return networks.keras_proba(networks.float64_copy(self.model_), X, dtype=np.float64)
+        return networks.keras_proba(networks.uncompiled_copy(self.model_, "float64"), X, dtype=np.float64)
 
     def predict(self, X):
         proba = self.predict_proba(X)  # first: it checks that the head is fitted

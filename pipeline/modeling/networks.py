@@ -15,6 +15,30 @@ LR_DROP = 0.3  # train's learning-rate cut on a plateau of the validation loss
 DTYPE_POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16"}
 
 
+@keras.saving.register_keras_serializable(package="pipeline")
+class FusedAdam(keras.optimizers.Adam):
+    """Keras's Adam, each variable's update one TensorFlow kernel (ResourceApplyAdam) computing Keras's formula.
+
+    Keras's update is a dozen element-wise passes over each variable and its two moments; on a dense head's
+    40,192 x 256 first layer they were most of a training step (45 ms of a batch of 32), the fused kernel one
+    pass (20 ms; the weights after 150 steps within 1e-6 of Keras's: benchmarks/results.md, run 10).
+    """
+
+    def update_step(self, gradient, variable, learning_rate):
+        import tensorflow as tf
+
+        dtype = variable.dtype
+        step = keras.ops.cast(self.iterations + 1, dtype)
+        index = self._get_variable_index(variable)
+        tf.raw_ops.ResourceApplyAdam(
+            var=variable.handle, m=self._momentums[index].handle, v=self._velocities[index].handle,
+            beta1_power=keras.ops.power(keras.ops.cast(self.beta_1, dtype), step),
+            beta2_power=keras.ops.power(keras.ops.cast(self.beta_2, dtype), step),
+            lr=keras.ops.cast(learning_rate, dtype), beta1=keras.ops.cast(self.beta_1, dtype),
+            beta2=keras.ops.cast(self.beta_2, dtype), epsilon=keras.ops.cast(self.epsilon, dtype),
+            grad=keras.ops.cast(gradient, dtype))
+
+
 def output_layer(n_classes):
     """One sigmoid unit for two classes, else a softmax over the classes."""
     if n_classes == 2:
@@ -138,16 +162,22 @@ def averaged(batch_logs):
     return {name: sum(logs[name] * count for logs, count in batch_logs) / rows for name in batch_logs[0][0]}
 
 
-def float64_copy(model):
-    """The model computing in float64, with its trained weights: each row's output then ignores its neighbours.
+def uncompiled_copy(model, dtype=None):
+    """A new Sequential of `model`'s layers (a Sequential) and trained weights, not compiled, computing in `dtype`
+    where given.
 
-    In float32 it need not: on a CPU without AVX-512 the matrix kernels sum a batch's last rows in another
-    order, so reordering the rows moved a dense head's probabilities past scikit-learn's tolerance for
-    "predictions do not depend on row order" (benchmarks/results.md, figures behind the code); float64's
-    rounding stays far below it.
+    Uncompiled, it is saved without an optimizer: no moments (Adam's are twice the weights) and no class of
+    this package to find when loading (keras.models.clone_model would compile the copy as the model was). In
+    float64 each row's output ignores its neighbours; in float32 it need not: on a CPU without AVX-512 the
+    matrix kernels sum a batch's last rows in another order, so reordering the rows moved a dense head's
+    probabilities past scikit-learn's tolerance for "predictions do not depend on row order"
+    (benchmarks/results.md, figures behind the code); float64's rounding stays far below it.
     """
-    copy = keras.models.clone_model(model, clone_function=lambda layer: layer.__class__.from_config(
-        {**layer.get_config(), "dtype": "float64"}))
+    def copied(layer):
+        return layer.__class__.from_config({**layer.get_config(), **({"dtype": dtype} if dtype else {})})
+
+    copy = keras.Sequential([keras.Input(model.input_shape[1:], dtype=dtype), *map(copied, model.layers)],
+                            name=model.name)
     copy.set_weights(model.get_weights())
     return copy
 

@@ -4,7 +4,7 @@ skl2onnx converts the scalers and the logistic regression itself; the two estima
 here, written with skl2onnx's operator algebra. KernelSVM's repeats what libsvm and its Platt sigmoids compute,
 DenseHead's its two dense layers. Both compute in the precision `predict` does: KernelSVM's kernel products in
 float32 and all after them in float64, so that a sum over thousands of support vectors rounds as it does
-there; DenseHead in float64 (networks.float64_copy). skl2onnx loads only when a head is converted.
+there; DenseHead in float64 (networks.uncompiled_copy). skl2onnx loads only when a head is converted.
 """
 import itertools
 
