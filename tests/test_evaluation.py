@@ -3,16 +3,24 @@ import tracemalloc
 import numpy as np
 import pytest
 import sklearn
-from sklearn.datasets import make_classification
+from sklearn.datasets import load_digits, make_classification
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.preprocessing import StandardScaler, normalize
 from sklearn.utils.metadata_routing import get_routing_for_object
 
 from pipeline import PipelineError
 from pipeline.features.store import Features
 from pipeline.modeling import evaluation
-from pipeline.modeling.evaluation import METRICS, cross_validate, evaluate, fold_jobs, grouped_folds, scores
+from pipeline.modeling.evaluation import (
+    METRICS,
+    cross_validate,
+    evaluate,
+    fold_jobs,
+    grouped_folds,
+    scores,
+    shared_gram,
+)
 from pipeline.modeling.heads import make_head
 from pipeline.modeling.kernel_svm import KernelSVM
 
@@ -188,6 +196,22 @@ def test_svm_folds_and_final_fit_slice_one_gram_and_score_as_computing_their_own
     assert given[6:] == [False] * 6
     np.testing.assert_allclose(shared[3].filter(like="p_"), own[3].filter(like="p_"), atol=1e-5)  # out of fold
     np.testing.assert_allclose(shared[2].filter(like="p_"), own[2].filter(like="p_"), atol=1e-5)  # held-out
+
+
+def test_the_shared_gram_is_what_a_fit_on_any_rows_would_compute():
+    """Sliced for some rows, the same dot products as the rows the SVM sees in a fit on those rows alone:
+    scaled to unit length (a row of zeros stays zeros, as Normalizer leaves it), or as they are."""
+    rows = StandardScaler().fit_transform(load_digits(n_class=2, return_X_y=True)[0]).astype(np.float32)
+    rows[3] = 0
+    some = np.arange(0, len(rows), 3)
+    unit = shared_gram(make_head("svm", {"type": "rbf_svm", "scale": "l2"}), rows)
+    np.testing.assert_allclose(unit[np.ix_(some, some)], normalize(rows[some]) @ normalize(rows[some]).T, atol=1e-6)
+    assert not unit[3].any()
+    raw = shared_gram(make_head("svm", {"type": "linear_svm", "scale": "none"}), rows)
+    np.testing.assert_allclose(raw[np.ix_(some, some)], rows[some] @ rows[some].T, rtol=1e-5, atol=1e-4)
+    # A standard scaler's mean and variance are each fit's own; a logistic regression takes no gram
+    assert shared_gram(make_head("svm", {"type": "rbf_svm"}), rows) is None
+    assert shared_gram(make_head("logreg", {"type": "logreg", "scale": "l2"}), rows) is None
 
 
 def test_a_head_that_must_fit_alone_gets_one_fold_at_a_time(monkeypatch):

@@ -6,12 +6,12 @@ import pytest
 from sklearn.calibration import CalibratedClassifierCV, _sigmoid_calibration
 from sklearn.datasets import load_digits, make_classification
 from sklearn.model_selection import StratifiedGroupKFold, train_test_split
-from sklearn.preprocessing import StandardScaler, normalize
+from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
 from pipeline import PipelineError
 from pipeline.modeling.heads import make_head
-from pipeline.modeling.kernel_svm import KernelSVM, group_folds, platt_sigmoid, shared_gram
+from pipeline.modeling.kernel_svm import KernelSVM, group_folds, platt_sigmoid
 
 
 def digits(n_classes):
@@ -104,22 +104,6 @@ def test_a_given_gram_fits_the_model_its_own_product_fits(kernel):
     np.testing.assert_allclose(given.predict_proba(X_test), own.predict_proba(X_test), atol=1e-9)
     with pytest.raises(ValueError, match=r"gram must be X @ X.T, of shape \(40, 40\)"):
         KernelSVM().fit(X_train[:40], y_train[:40], gram=X_train @ X_train.T)
-
-
-def test_the_shared_gram_is_what_a_fit_on_any_rows_would_compute():
-    """Sliced for some rows, the same dot products as the rows the SVM sees in a fit on those rows alone:
-    scaled to unit length (a row of zeros stays zeros, as Normalizer leaves it), or as they are."""
-    rows = digits(2)[0].astype(np.float32)
-    rows[3] = 0
-    some = np.arange(0, len(rows), 3)
-    unit = shared_gram(make_head("svm", {"type": "rbf_svm", "scale": "l2"}), rows)
-    np.testing.assert_allclose(unit[np.ix_(some, some)], normalize(rows[some]) @ normalize(rows[some]).T, atol=1e-6)
-    assert not unit[3].any()
-    raw = shared_gram(make_head("svm", {"type": "linear_svm", "scale": "none"}), rows)
-    np.testing.assert_allclose(raw[np.ix_(some, some)], rows[some] @ rows[some].T, rtol=1e-5, atol=1e-4)
-    # A standard scaler's mean and variance are each fit's own; a logistic regression takes no gram
-    assert shared_gram(make_head("svm", {"type": "rbf_svm"}), rows) is None
-    assert shared_gram(make_head("logreg", {"type": "logreg", "scale": "l2"}), rows) is None
 
 
 def test_kernel_svm_settings_and_their_errors():

@@ -140,6 +140,10 @@ def test_fused_adam_trains_as_keras_adam(tmp_path):
         np.testing.assert_allclose(fused_weight, keras_weight, atol=1e-5)
     model.save(tmp_path / "fused.keras")
     assert isinstance(keras.models.load_model(tmp_path / "fused.keras").optimizer, FusedAdam)
+    amsgrad = FusedAdam(1e-2, amsgrad=True)  # Keras's own update: the kernel has no AMSGrad
+    amsgrad.build(model.trainable_variables)
+    amsgrad.apply([np.ones(w.shape, dtype="float32") for w in model.trainable_variables], model.trainable_variables)
+    assert amsgrad.iterations.numpy() == 1 and np.all(amsgrad._velocity_hats[0].numpy() > 0)
 
 
 def test_training_stops_early_and_keeps_the_best_epoch(capsys):

@@ -13,11 +13,11 @@ from sklearn import config_context, metrics
 from sklearn.base import clone
 from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import Normalizer
 from sklearn.utils.metadata_routing import get_routing_for_object
 from threadpoolctl import threadpool_limits
 
 from pipeline import PipelineError
-from pipeline.modeling.kernel_svm import shared_gram
 
 METRICS = ("accuracy", "balanced_accuracy", "f1_macro", "roc_auc", "log_loss")
 
@@ -158,6 +158,28 @@ def cross_validate(model, views, y, n_classes, folds, seed, groups=None, n_jobs=
         out_of_fold[images], fold_of[images] = proba, number
         per_fold.append(scores(y[images], proba))
     return out_of_fold, fold_of, pd.DataFrame(per_fold)
+
+
+def shared_gram(model, rows):
+    """The dot products of `rows` as the estimator ending `model` sees them, for each of its fits on some of them to
+    slice (its fit's `gram`, as pipeline.modeling.kernel_svm.KernelSVM asks for it); None where it does not ask,
+    or where a fit's scaler learns from its own rows.
+
+    Only a scaler that treats each row alone gives every fit the same rows: unit length (Normalizer's l2,
+    whose dot products are the raw ones over the two lengths) or none. A standard scaler's mean and
+    variance are its fold's, so each fold computes its own.
+    """
+    *scalers, final = [step for _, step in model.steps] if isinstance(model, Pipeline) else [model]
+    if not get_routing_for_object(final).consumes("fit", ["gram"]) or any(
+            not (isinstance(scaler, Normalizer) and scaler.norm == "l2") for scaler in scalers):
+        return None
+    gram = rows @ rows.T  # BLAS's syrk: half a product's work
+    if scalers:
+        lengths = np.sqrt(np.diagonal(gram)).astype(gram.dtype)
+        lengths[lengths == 0] = 1  # as Normalizer: a row of zeros stays zeros
+        gram /= lengths[:, None]
+        gram /= lengths
+    return gram
 
 
 def fold_jobs(model):

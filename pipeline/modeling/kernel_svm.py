@@ -10,8 +10,6 @@ from scipy.optimize import minimize
 from scipy.special import expit
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.model_selection import StratifiedGroupKFold
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import Normalizer
 from sklearn.svm import SVC
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
@@ -33,8 +31,8 @@ class KernelSVM(ClassifierMixin, BaseEstimator):
     of a row the SVC trained on. Keeps the final SVC's support vectors for prediction. Its fit asks
     for `groups` and `gram` through scikit-learn's metadata routing (pipeline.modeling.evaluation.fit
     passes them): `gram`, the rows' dot products already computed, spares the one matrix product too,
-    so CV's folds and the final fit slice one product over every row (shared_gram) instead of each
-    computing its own.
+    so CV's folds and the final fit slice one product over every row (evaluation.shared_gram) instead of
+    each computing its own.
 
     `class_weight` ('balanced', {label: weight}, or None) weights the classes in the SVC's fits
     and in the sigmoids' too: an unweighted sigmoid would move the threshold back to where the
@@ -159,27 +157,6 @@ class KernelSVM(ClassifierMixin, BaseEstimator):
     def predict(self, X):
         proba = self.predict_proba(X)  # first: it checks that the model is fitted
         return self.classes_[proba.argmax(axis=1)]
-
-
-def shared_gram(model, rows):
-    """The dot products of `rows` as the KernelSVM ending `model` sees them, for every fit on some of them to
-    slice (its `gram`); None where no KernelSVM asks, or where a fit's scaler learns from its own rows.
-
-    Only a scaler that treats each row alone gives every fit the same rows: unit length (Normalizer's l2,
-    whose dot products are the raw ones over the two lengths) or none. A standard scaler's mean and
-    variance are its fold's, so each fold computes its own.
-    """
-    *scalers, final = [step for _, step in model.steps] if isinstance(model, Pipeline) else [model]
-    if not isinstance(final, KernelSVM) or any(
-            not (isinstance(scaler, Normalizer) and scaler.norm == "l2") for scaler in scalers):
-        return None
-    gram = rows @ rows.T
-    if scalers:
-        lengths = np.sqrt(np.diagonal(gram)).astype(gram.dtype)
-        lengths[lengths == 0] = 1  # as Normalizer: a row of zeros stays zeros
-        gram /= lengths[:, None]
-        gram /= lengths
-    return gram
 
 
 def group_folds(y, groups, folds, seed):

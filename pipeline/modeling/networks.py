@@ -25,6 +25,8 @@ class FusedAdam(keras.optimizers.Adam):
     """
 
     def update_step(self, gradient, variable, learning_rate):
+        if self.amsgrad:  # a variant the fused kernel does not compute
+            return super().update_step(gradient, variable, learning_rate)
         import tensorflow as tf
 
         dtype = variable.dtype
