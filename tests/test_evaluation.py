@@ -178,37 +178,73 @@ def test_folds_fitted_side_by_side_give_what_folds_fitted_one_by_one_give():
 
 
 @pytest.mark.parametrize("head", [{"type": "rbf_svm", "scale": "l2"}, {"type": "linear_svm", "scale": "none"}])
-def test_svm_folds_and_final_fit_slice_one_gram_and_score_as_computing_their_own(head, monkeypatch):
-    train, heldout = split_features(150, "train"), split_features(60, "test", offset=150)
+def test_svm_folds_score_from_one_gram_without_their_rows_as_fits_on_the_rows_score(head, monkeypatch):
+    train = split_features(150, "train")
     train.augmented = train.X[:, None] + np.random.default_rng(0).normal(scale=0.3, size=(150, 1, 10))
-    given = []
-    fit = KernelSVM.fit
+    given, fit_gram = [], KernelSVM.fit_gram
+
+    def recording_fit_gram(self, gram, y, groups, row_sums, n_features):
+        given.append(gram.shape == (len(y), len(y)) and n_features == 10)
+        return fit_gram(self, gram, y, groups, row_sums, n_features)
+
+    def no_rows(*args, **kwargs):
+        raise AssertionError("a fold copied its rows")
+
+    monkeypatch.setattr(KernelSVM, "fit_gram", recording_fit_gram)
+    monkeypatch.setattr(evaluation, "fit_own_rows", no_rows)
+    views, y = train.views(), train.y
+    shared = cross_validate(make_head("svm", head), views, y, 2, folds=5, seed=0)
+    assert given == [True] * 5  # five folds, none through fit_own_rows
+    monkeypatch.undo()
+    monkeypatch.setattr(evaluation, "shared_gram", lambda model, rows: None)
+    own = cross_validate(make_head("svm", head), views, y, 2, folds=5, seed=0)
+    np.testing.assert_allclose(shared[0], own[0], atol=1e-5)  # out-of-fold probabilities
+    np.testing.assert_array_equal(shared[1], own[1])
+
+
+def test_the_final_svm_fit_slices_the_shared_gram(monkeypatch):
+    train, heldout = split_features(150, "train"), split_features(60, "test", offset=150)
+    given, fit = [], KernelSVM.fit
 
     def recording_fit(self, X, y, groups=None, gram=None):
         given.append(gram is not None and gram.shape == (len(X), len(X)))
         return fit(self, X, y, groups, gram)
 
     monkeypatch.setattr(KernelSVM, "fit", recording_fit)
-    shared = evaluate(make_head("svm", head), train, heldout, folds=5, seed=0)
-    assert given == [True] * 6  # five folds and the final fit
+    shared = evaluate(make_head("svm", {"type": "rbf_svm", "scale": "l2"}), train, heldout, folds=5, seed=0)
+    assert given == [True]  # the folds fit from the Gram alone
     monkeypatch.setattr(evaluation, "shared_gram", lambda model, rows: None)
-    own = evaluate(make_head("svm", head), train, heldout, folds=5, seed=0)
-    assert given[6:] == [False] * 6
-    np.testing.assert_allclose(shared[3].filter(like="p_"), own[3].filter(like="p_"), atol=1e-5)  # out of fold
+    own = evaluate(make_head("svm", {"type": "rbf_svm", "scale": "l2"}), train, heldout, folds=5, seed=0)
+    assert given == [True, False] + [False] * 5
     np.testing.assert_allclose(shared[2].filter(like="p_"), own[2].filter(like="p_"), atol=1e-5)  # held-out
 
 
+def test_the_final_fit_scales_the_rows_in_place_only_where_the_caller_gives_them_up():
+    train, heldout = split_features(100, "train"), split_features(40, "test", offset=100)
+    before = train.X.copy()
+    kept = evaluate(make_head("l", {"type": "logreg", "scale": "l2"}), train, heldout, folds=3, seed=0)
+    np.testing.assert_array_equal(train.X, before)
+    given = evaluate(make_head("l", {"type": "logreg", "scale": "l2"}), train, heldout, folds=3, seed=0,
+                     keep_rows=False)
+    np.testing.assert_allclose(np.linalg.norm(train.X, axis=1), 1, rtol=1e-5)  # unit length where they were
+    np.testing.assert_allclose(given[2].filter(like="p_"), kept[2].filter(like="p_"), atol=1e-9)
+    assert given[1]["cv"] == kept[1]["cv"]
+
+
 def test_the_shared_gram_is_what_a_fit_on_any_rows_would_compute():
-    """Sliced for some rows, the same dot products as the rows the SVM sees in a fit on those rows alone:
-    scaled to unit length (a row of zeros stays zeros, as Normalizer leaves it), or as they are."""
+    """Sliced for some rows, the same dot products and row sums as the rows the SVM sees in a fit on those rows
+    alone: scaled to unit length (a row of zeros stays zeros, as Normalizer leaves it), or as they are."""
     rows = StandardScaler().fit_transform(load_digits(n_class=2, return_X_y=True)[0]).astype(np.float32)
     rows[3] = 0
     some = np.arange(0, len(rows), 3)
     unit = shared_gram(make_head("svm", {"type": "rbf_svm", "scale": "l2"}), rows)
-    np.testing.assert_allclose(unit[np.ix_(some, some)], normalize(rows[some]) @ normalize(rows[some]).T, atol=1e-6)
-    assert not unit[3].any()
+    np.testing.assert_allclose(unit.products[np.ix_(some, some)], normalize(rows[some]) @ normalize(rows[some]).T,
+                               atol=1e-6)
+    np.testing.assert_allclose(unit.sums[some], normalize(rows[some]).sum(axis=1), atol=1e-5)
+    assert not unit.products[3].any() and unit.sums[3] == 0 and unit.n_features == 64
     raw = shared_gram(make_head("svm", {"type": "linear_svm", "scale": "none"}), rows)
-    np.testing.assert_allclose(raw[np.ix_(some, some)], rows[some] @ rows[some].T, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(raw.products[np.ix_(some, some)], rows[some] @ rows[some].T, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(raw.sums, rows.sum(axis=1), rtol=1e-5, atol=1e-4)
     # A standard scaler's mean and variance are each fit's own; a logistic regression takes no gram
     assert shared_gram(make_head("svm", {"type": "rbf_svm"}), rows) is None
     assert shared_gram(make_head("logreg", {"type": "logreg", "scale": "l2"}), rows) is None

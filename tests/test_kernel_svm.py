@@ -106,6 +106,19 @@ def test_a_given_gram_fits_the_model_its_own_product_fits(kernel):
         KernelSVM().fit(X_train[:40], y_train[:40], gram=X_train @ X_train.T)
 
 
+@pytest.mark.parametrize("settings", [{"kernel": "rbf"}, {"kernel": "linear"}, {"kernel": "rbf", "gamma": "auto"},
+                                      {"kernel": "rbf", "class_weight": "balanced"}])
+def test_a_fit_from_dot_products_alone_scores_what_a_fit_on_the_rows_scores(settings):
+    X_train, X_test, y_train, _ = digits(4)
+    rows = KernelSVM(**settings).fit(X_train, y_train)
+    products = KernelSVM(**settings).fit_gram(X_train @ X_train.T, y_train, None, X_train.sum(axis=1),
+                                              X_train.shape[1])
+    assert products.gamma_ == pytest.approx(rows.gamma_, rel=1e-9) if rows.gamma_ else products.gamma_ is None
+    assert not hasattr(products, "support_vectors_")
+    np.testing.assert_allclose(products.proba_of_products(X_test @ X_train.T, np.einsum("ij,ij->i", X_test, X_test)),
+                               rows.predict_proba(X_test), atol=1e-9)
+
+
 def test_kernel_svm_settings_and_their_errors():
     model = make_head("rbf_svm", {"type": "rbf_svm", "C": 3.0, "gamma": 0.01}, seed=7)
     assert (model[-1].kernel, model[-1].C, model[-1].gamma, model[-1].random_state) == ("rbf", 3.0, 0.01, 7)

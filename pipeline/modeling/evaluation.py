@@ -5,6 +5,7 @@ stay in its fold: a fold is never scored on a twin of an image it trained on, an
 the images themselves, not on their augmented copies.
 """
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -86,17 +87,18 @@ def fit(model, X, y, **metadata):
     return fitted, time.perf_counter() - start
 
 
-def fit_own_rows(model, rows, index, y, **metadata):
+def fit_own_rows(model, rows, index, y, keep_rows=True, **metadata):
     """fit(model, rows[index], y, **metadata), its scalers transforming its own copy of the rows in place.
 
     scikit-learn's scalers copy by default: a fold's fit held its rows twice, at 4,000 photos 0.8 GB each
-    (benchmarks/results.md, run 7). `index` None: every row (copied, as the scaler would have).
+    (benchmarks/results.md, run 7). `index` None: every row, copied as the scaler would have, or with
+    `keep_rows` False scaled where they are, for a caller that reads them no more.
     """
     copies = scaler_copies(model)
     if index is not None:
         own = rows[index]  # a copy already
     else:
-        own = rows.copy() if copies else rows
+        own = rows.copy() if copies and keep_rows else rows
     fitted, seconds = fit(clone(model).set_params(**dict.fromkeys(copies, False)), own, y, **metadata)
     return fitted.set_params(**copies), seconds  # as it was: what it predicts on later is not its own
 
@@ -133,7 +135,9 @@ def cross_validate(model, views, y, n_classes, folds, seed, groups=None, n_jobs=
 
     `groups` (one per image) keeps copies of an image in one fold; without it every image is its own.
     `n_jobs` folds fit at once, in threads (None: fold_jobs(model)). `gram`: shared_gram(model, rows),
-    where the caller has it already; the folds slice it (computed here otherwise).
+    where the caller has it already (computed here otherwise): where there is one, each fold fits on its
+    slice and scores its held-out rows from their products in it, without a copy of its rows
+    (gram_fold_proba).
     """
     n_images, n_views = views.shape[:2]
     groups = np.arange(n_images) if groups is None else np.asarray(groups)
@@ -143,8 +147,9 @@ def cross_validate(model, views, y, n_classes, folds, seed, groups=None, n_jobs=
     gram = shared_gram(model, rows) if gram is None else gram
 
     def fold(train, test):
-        fitted, _ = fit_own_rows(model, rows, train, row_labels[train], groups=row_groups[train],
-                                 gram=None if gram is None else gram[np.ix_(train, train)])
+        if gram is not None:
+            return gram_fold_proba(model, gram, train, test, row_labels, row_groups, n_classes)
+        fitted, _ = fit_own_rows(model, rows, train, row_labels[train], groups=row_groups[train])
         return head_proba(fitted, rows[test], n_classes)
 
     n_jobs = min(fold_jobs(model) if n_jobs is None else n_jobs, len(splits))
@@ -160,8 +165,17 @@ def cross_validate(model, views, y, n_classes, folds, seed, groups=None, n_jobs=
     return out_of_fold, fold_of, pd.DataFrame(per_fold)
 
 
+@dataclass
+class Gram:
+    """The rows' dot products (`products`, rows x rows), each row's sum (`sums`) and length (`n_features`), the
+    rows as an estimator sees them."""
+    products: np.ndarray
+    sums: np.ndarray
+    n_features: int
+
+
 def shared_gram(model, rows):
-    """The dot products of `rows` as the estimator ending `model` sees them, for each of its fits on some of them to
+    """The Gram of `rows` as the estimator ending `model` sees them, for each of its fits on some of them to
     slice (its fit's `gram`, as pipeline.modeling.kernel_svm.KernelSVM asks for it); None where it does not ask,
     or where a fit's scaler learns from its own rows.
 
@@ -173,13 +187,35 @@ def shared_gram(model, rows):
     if not get_routing_for_object(final).consumes("fit", ["gram"]) or any(
             not (isinstance(scaler, Normalizer) and scaler.norm == "l2") for scaler in scalers):
         return None
-    gram = rows @ rows.T  # BLAS's syrk: half a product's work
+    products = rows @ rows.T  # BLAS's syrk: half a product's work
+    sums = rows.sum(axis=1, dtype=np.float64)
     if scalers:
-        lengths = np.sqrt(np.diagonal(gram)).astype(gram.dtype)
+        lengths = np.sqrt(np.diagonal(products)).astype(products.dtype)
         lengths[lengths == 0] = 1  # as Normalizer: a row of zeros stays zeros
-        gram /= lengths[:, None]
-        gram /= lengths
-    return gram
+        products /= lengths[:, None]
+        products /= lengths
+        sums /= lengths
+    return Gram(products, sums, rows.shape[1])
+
+
+def gram_fold_proba(model, gram, train, test, labels, groups, n_classes):
+    """A CV fold of a model whose estimator asks for a gram: fitted on the `train` rows' slice of `gram` (a Gram)
+    and scoring the `test` rows from their products with them, so the fold never copies its rows; its
+    probabilities, one column per class (as head_proba).
+
+    The estimator's fit_gram and proba_of_products (KernelSVM's) take the rows' products as the pipeline's
+    scalers leave them, which the Gram holds already.
+    """
+    estimator = clone(model[-1] if isinstance(model, Pipeline) else model)
+    try:
+        estimator.fit_gram(gram.products[np.ix_(train, train)], labels[train], groups[train], gram.sums[train],
+                           n_features=gram.n_features)
+    except ValueError as exc:  # as fit's
+        raise PipelineError(f"fitting failed ({exc}): check the settings in params.yaml") from exc
+    proba = np.zeros((len(test), n_classes))
+    proba[:, estimator.classes_] = estimator.proba_of_products(gram.products[np.ix_(test, train)],
+                                                              np.diagonal(gram.products)[test])
+    return proba
 
 
 def fold_jobs(model):
@@ -222,7 +258,7 @@ def class_probabilities(proba, scored, classes, fold):
     return pd.concat([known, probability_columns(proba, classes)], axis=1)
 
 
-def evaluate(model, train, heldout, folds, seed, tta=False, groups=None, n_jobs=None, curves=None):
+def evaluate(model, train, heldout, folds, seed, tta=False, groups=None, n_jobs=None, curves=None, keep_rows=True):
     """Return (fitted model, metrics dict, predictions, out-of-fold probabilities) for one head.
 
     `train` and `heldout` are pipeline.features.store.Features; `heldout` may be None, and then
@@ -230,7 +266,9 @@ def evaluate(model, train, heldout, folds, seed, tta=False, groups=None, n_jobs=
     `groups` (one per training image) keeps copies of an image together, in CV folds and in
     early stopping. The out-of-fold probabilities of every training image are a class_probabilities table.
     `n_jobs`: as in cross_validate. `curves` (a pipeline.modeling.live.Folder) gets the learning curves of
-    the final fit, the one whose model is kept, where the model is a Keras one.
+    the final fit, the one whose model is kept, where the model is a Keras one. `keep_rows` False: the final fit
+    scales `train`'s rows in place, not a copy of them, for a caller that reads them no more (the train stage:
+    at 4,000 photos the copy, 1.03 GB, made the SVMs' and the dense head's peak memory).
     """
     n_classes = len(train.classes)
     views = train.views()
@@ -241,8 +279,9 @@ def evaluate(model, train, heldout, folds, seed, tta=False, groups=None, n_jobs=
     out_of_fold, fold_of, per_fold = cross_validate(model, views, train.y, n_classes, folds, seed, groups, n_jobs,
                                                     gram=gram)
     cv_seconds = time.perf_counter() - start
-    fitted, fit_seconds = fit_own_rows(model, rows, None, np.repeat(train.y, n_views),
-                                       groups=np.repeat(groups, n_views), curves=curves, gram=gram)
+    fitted, fit_seconds = fit_own_rows(model, rows, None, np.repeat(train.y, n_views), keep_rows=keep_rows,
+                                       groups=np.repeat(groups, n_views), curves=curves,
+                                       gram=None if gram is None else gram.products)
     result = {"cv": cv_summary(per_fold), "cv_seconds": cv_seconds, "fit_seconds": fit_seconds,
               "training_views": int(views.shape[1])}
     if heldout is None:

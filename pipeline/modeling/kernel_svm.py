@@ -30,9 +30,10 @@ class KernelSVM(ClassifierMixin, BaseEstimator):
     augmented copies and duplicates), so a sigmoid is never fitted on a decision about a twin
     of a row the SVC trained on. Keeps the final SVC's support vectors for prediction. Its fit asks
     for `groups` and `gram` through scikit-learn's metadata routing (pipeline.modeling.evaluation.fit
-    passes them): `gram`, the rows' dot products already computed, spares the one matrix product too,
-    so CV's folds and the final fit slice one product over every row (evaluation.shared_gram) instead of
-    each computing its own.
+    passes them): `gram`, the rows' dot products already computed, spares the one matrix product too.
+    `fit_gram` and `proba_of_products` fit and score from dot products alone, without the rows: CV's folds
+    slice one product over every row (evaluation.shared_gram) instead of each computing its own and copying
+    its rows.
 
     `class_weight` ('balanced', {label: weight}, or None) weights the classes in the SVC's fits
     and in the sigmoids' too: an unweighted sigmoid would move the threshold back to where the
@@ -58,23 +59,33 @@ class KernelSVM(ClassifierMixin, BaseEstimator):
         `gram`: X @ X.T (of X as given here, after a pipeline's scaler), or None to compute it.
         """
         X, y = validate_data(self, X, y, dtype=(np.float64, np.float32))
+        if gram is None:
+            gram = X @ X.T  # BLAS's syrk: half a product's work
+        elif np.shape(gram) != (len(X), len(X)):
+            raise ValueError(f"gram must be X @ X.T, of shape {(len(X), len(X))}, not {np.shape(gram)}")
+        self.fit_gram(gram, y, groups, X.sum(axis=1, dtype=np.float64), X.shape[1])
+        self.support_vectors_ = X[self.svc_.support_]
+        return self
+
+    def fit_gram(self, gram, y, groups, row_sums, n_features):
+        """Fit from the rows' dot products alone (`gram`, rows x rows), each row's sum and their `n_features`
+        (gamma 'scale' reads the rows' variance from them). Keeps no support vectors: it predicts from dot
+        products too (proba_of_products), as CV's folds do (pipeline.modeling.evaluation.cross_validate)."""
+        y = column_or_1d(y)
         check_classification_targets(y)
         groups = np.arange(len(y)) if groups is None else column_or_1d(groups)
-        check_consistent_length(y, groups)
+        check_consistent_length(y, groups, gram, row_sums)
         if self.kernel not in ("linear", "rbf"):
             raise ValueError(f"kernel must be 'linear' or 'rbf', not {self.kernel!r}")
         self.classes_, y_index = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
             raise ValueError("KernelSVM needs two classes or more to learn from; y has one class")
-        self.gamma_ = self._gamma(X)
+        squares = np.diagonal(gram)
+        self.gamma_ = self._gamma(squares.sum(dtype=np.float64), np.sum(row_sums, dtype=np.float64),
+                                  len(y) * n_features, n_features)
         # {class index: weight}, as every fit here sees the classes; None: unweighted
         self.class_weight_ = None if self.class_weight is None else dict(enumerate(
             compute_class_weight(self.class_weight, classes=self.classes_, y=y)))
-        if gram is None:
-            gram = X @ X.T  # BLAS's syrk: half a product's work
-        elif np.shape(gram) != (len(X), len(X)):
-            raise ValueError(f"gram must be X @ X.T, of shape {(len(X), len(X))}, not {np.shape(gram)}")
-        squares = np.diagonal(gram)
         kernel = self._kernel_of(gram, squares, squares)
         decisions = self._out_of_fold_decisions(kernel, y_index, groups)
         columns = decisions[:, None] if decisions.ndim == 1 else decisions
@@ -83,25 +94,21 @@ class KernelSVM(ClassifierMixin, BaseEstimator):
         self.sigmoids_ = np.array([platt_sigmoid(column, positive, weights)
                                    for column, positive in zip(columns.T, positives)])
         self.svc_ = self._svc().fit(kernel, y_index)
-        self.support_vectors_ = X[self.svc_.support_]
+        self.support_squares_ = np.asarray(squares[self.svc_.support_], dtype=np.float64)
         return self
 
-    def _gamma(self, X):
+    def _gamma(self, sum_of_squares, total, values, n_features):
+        """The rbf kernel's gamma from the sums of the rows' `values` and of their squares."""
         if self.kernel == "linear":
             return None
         if self.gamma == "scale":  # as SVC's: 1 / (features * variance of X), here without a float64 copy of X
-            mean_square = np.einsum("ij,ij->i", X, X).sum(dtype=np.float64) / X.size
-            variance = mean_square - (X.sum(axis=0).sum(dtype=np.float64) / X.size) ** 2
-            return 1.0 / (X.shape[1] * variance) if variance > 0 else 1.0
+            variance = sum_of_squares / values - (total / values) ** 2
+            return 1.0 / (n_features * variance) if variance > 0 else 1.0
         if self.gamma == "auto":
-            return 1.0 / X.shape[1]
+            return 1.0 / n_features
         if isinstance(self.gamma, str) or not self.gamma > 0:
             raise ValueError(f"gamma must be 'scale', 'auto' or a number above 0, not {self.gamma!r}")
         return float(self.gamma)
-
-    def _kernel(self, A, B):
-        """(len(A), len(B)) float64 kernel matrix: one matrix product, and for rbf the squared distances from it."""
-        return self._kernel_of(A @ B.T, np.einsum("ij,ij->i", A, A), np.einsum("ij,ij->i", B, B))
 
     def _kernel_of(self, dots, squares_a, squares_b):
         """The kernel matrix from the rows' dot products and each row's squared length, in one new float64 array.
@@ -136,16 +143,35 @@ class KernelSVM(ClassifierMixin, BaseEstimator):
         is the calibrated probabilities' argmax, whose threshold the sigmoids move."""
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
+        vectors = self.support_vectors_
+        return self._decisions_of(lambda rows: (X[rows] @ vectors.T, np.einsum("ij,ij->i", X[rows], X[rows])),
+                                  len(X), np.einsum("ij,ij->i", vectors, vectors))
+
+    def _decisions_of(self, products_of, n_rows, support_squares):
+        """Decisions for `n_rows` rows, PREDICT_BATCH at a time: products_of(a slice of them) gives their dot
+        products with the support vectors and their squared lengths."""
         batches = []
-        for start in range(0, len(X), PREDICT_BATCH):
+        for start in range(0, n_rows, PREDICT_BATCH):
+            products, squares = products_of(slice(start, start + PREDICT_BATCH))
             # libsvm reads a precomputed kernel's columns by training row; only support vectors' are used.
-            kernel = np.zeros((len(X[start:start + PREDICT_BATCH]), self.svc_.shape_fit_[0]))
-            kernel[:, self.svc_.support_] = self._kernel(X[start:start + PREDICT_BATCH], self.support_vectors_)
+            kernel = np.zeros((len(products), self.svc_.shape_fit_[0]))
+            kernel[:, self.svc_.support_] = self._kernel_of(products, squares, support_squares)
             batches.append(self.svc_.decision_function(kernel))
         return np.concatenate(batches)
 
+    def proba_of_products(self, products, squares):
+        """predict_proba of rows given by their dot products with the training rows (rows x training rows, in
+        fit's order) and their squared lengths, for a fit_gram fit, which keeps no rows."""
+        check_is_fitted(self, "support_squares_")
+        support = self.svc_.support_
+        return self._proba(self._decisions_of(lambda rows: (products[rows][:, support], squares[rows]),
+                                              len(squares), self.support_squares_))
+
     def predict_proba(self, X):
-        decisions = self._decisions(X)
+        return self._proba(self._decisions(X))
+
+    def _proba(self, decisions):
+        """Platt's sigmoids of the decisions, normalised over the classes."""
         if decisions.ndim == 1:
             positive = expit(-(self.sigmoids_[0, 0] * decisions + self.sigmoids_[0, 1]))
             return np.column_stack([1 - positive, positive])

@@ -29,6 +29,7 @@ def main(argv):
         tta=params["evaluate"]["tta"],
         groups=duplicates.image_groups(train.paths, duplicates.read(paths.DUPLICATES)),  # copies in one fold
         curves=live.emptied(live.directory(name), dvcyaml=live.own_dvcyaml(name)),  # a dense head's (DVCLive)
+        keep_rows=False,  # the rows are not read again: the final fit scales them where they are
     )
     model = SavedModel(fitted, train.classes, train.meta["input_size"], tta=result.get("tta", False),
                        preprocessing=FeaturePass(dict(train.meta), layer, store.read_networks(train_file)))
