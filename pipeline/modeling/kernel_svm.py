@@ -98,7 +98,7 @@ class KernelSVM(ClassifierMixin, BaseEstimator):
         return self
 
     def _gamma(self, sum_of_squares, total, values, n_features):
-        """The rbf kernel's gamma from the sums of the rows' `values` and of their squares."""
+        """The rbf kernel's gamma from the sum of the rows' squares and of the rows (`total`), `values` numbers."""
         if self.kernel == "linear":
             return None
         if self.gamma == "scale":  # as SVC's: 1 / (features * variance of X), here without a float64 copy of X
