@@ -90,3 +90,27 @@ def test_the_warp_draws_each_value_within_its_setting():
     offsets = moved[:, 12, 12, 0] - ramp[:, 12, 12, 0]
     assert np.abs(offsets).max() <= 6 + 1e-3 and np.unique(np.round(offsets)).size > 2
     np.testing.assert_allclose(moved[:, :, :, 0], moved[:, :1, :, 0].repeat(24, axis=1))  # rows move together
+
+
+@pytest.mark.parametrize("size, factors", [((24, 24), [0.1, 0.2, 0.2, 0.2, 0.2]),
+                                           ((20, 32), [0.5, 0.6, 0.6, 0.5, 0.9])])
+def test_the_copies_warp_is_kerass_to_the_bit(size, factors):
+    # The cached copies made before the NumPy warp stay valid only if it is Keras's (the scratch CNN's) exactly,
+    # out past the borders too (large shifts and zoom).
+    batch = np.round(np.random.default_rng(1).uniform(0, 255, (32, *size, 3))).astype(np.float32)
+    maps = augment.sampling_maps(np.random.default_rng(2).uniform(-1, 1, (32, 5)) * factors, *size)
+    ours = augment.affine_transform(batch, maps)
+    assert ours.dtype == np.float32
+    np.testing.assert_array_equal(ours, np.asarray(keras.ops.image.affine_transform(
+        batch, maps, interpolation="bilinear", fill_mode=augment.FILL)))
+
+
+def test_making_copies_loads_no_tensorflow():
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np; from pipeline.data import augment; "
+            "augment.Copies({'rotation': 0.1, 'width_shift': 0.1, 'height_shift': 0.1, 'shear': 0.1, 'zoom': 0.1, "
+            "'horizontal_flip': True}, 2, 0)(np.zeros((1, 8, 8, 3), np.float32), ['ab' * 32]); "
+            "print('tensorflow' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"

@@ -83,6 +83,8 @@ def test_every_entry_names_a_keras_application_and_preprocesses_a_copy(entry):
     out = backbone.preprocess(images, entry.name)
     np.testing.assert_array_equal(images, kept)  # the caller's array is left as it was
     assert out.dtype == np.float32 and out.shape == images.shape and np.isfinite(out).all()
+    # The NumPy preprocessing is Keras's own, so features cached before it was written stay valid.
+    np.testing.assert_array_equal(out, backbone.preprocessing_function(entry.name)(images.copy()))
 
 
 def test_each_backbone_has_its_own_offline_setting(monkeypatch, tmp_path):

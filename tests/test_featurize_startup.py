@@ -1,5 +1,5 @@
-"""The features stage when nothing or little is new: no TensorFlow when every image is cached, and the
-engine's converted model reused from the cache when a few images are new."""
+"""The features stage when nothing or little is new: no TensorFlow when every image is cached, nor when a few
+images are new (the engine's converted model reused from the cache, their augmented copies warped in NumPy)."""
 import os
 import subprocess
 import sys
@@ -63,7 +63,7 @@ def test_new_images_run_the_engine_model_saved_beside_the_cache(project):
     images = Path(yaml.safe_load((project / "params.yaml").read_text())["data"]["dir"])
     write_image(images / "train/red/new.png", (200, 40, 40), seed=99)
     prepare(project)
-    featurize(project)
+    assert featurize(project) == []
     train = store.read(project / paths.features_file("train"))
-    assert int(train.meta["extracted"]) == 1 and len(train.y) == 7
+    assert int(train.meta["extracted"]) == 1 and len(train.y) == 7 and train.augmented.shape[1] == 1
     assert saved[0].stat().st_mtime_ns == written  # converted once

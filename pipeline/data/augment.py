@@ -3,8 +3,8 @@
 The scratch CNN gets Keras random layers (pipeline.data.augment_layers: new transforms every epoch,
 active only while training). The augmented copies that go through the backbone into the feature cache
 are drawn per image instead, from `augment.seed` and the image's content, so that the batch size, the
-order of the images and their file names never change a cached feature. Importing this module loads no
-TensorFlow: the features stage needs it even when every copy is in the cache.
+order of the images and their file names never change a cached feature. Neither importing this module nor
+making copies loads TensorFlow (about 6 s): the features stage and the report need them without it.
 """
 import numpy as np
 
@@ -43,6 +43,34 @@ def sampling_maps(draws, height, width, ops=np):
     return maps.astype(np.float32) if ops is np else maps
 
 
+def affine_transform(images, maps):
+    """(n, h, w, c) float32 images, each read where its row of sampling_maps points: bilinear, borders repeated.
+
+    Keras's affine_transform (TensorFlow's ImageProjectiveTransformV3, bilinear, fill_mode FILL) in NumPy, equal to
+    the bit (tests/test_augment.py), so the cached copies are the same whichever made them. Its float32 arithmetic
+    follows TensorFlow's in order: a coordinate clamped to the image, its floor, weights from floor + 1 - coordinate.
+    """
+    n, height, width = images.shape[:3]
+    rows, columns = np.meshgrid(np.arange(height, dtype=np.float32), np.arange(width, dtype=np.float32), indexing="ij")
+    a0, a1, a2, b0, b1, b2 = (maps[:, i, None, None] for i in range(6))
+    x = np.clip(a0 * columns + a1 * rows + a2, np.float32(0), np.float32(width - 1))
+    y = np.clip(b0 * columns + b1 * rows + b2, np.float32(0), np.float32(height - 1))
+    x0, y0 = np.floor(x), np.floor(y)
+    left, top = x0.astype(np.intp), y0.astype(np.intp)
+    # Past the last pixel TensorFlow reads the fill value 0 at weight 0; the edge pixel at weight 0 adds the same 0.
+    right, bottom = np.minimum(left + 1, width - 1), np.minimum(top + 1, height - 1)
+    pixels = images.reshape(-1, images.shape[-1])
+    first = (np.arange(n) * (height * width))[:, None, None]  # each image's first pixel among all of them
+
+    def at(row, column):
+        return pixels.take(first + row * width + column, axis=0)  # one flat index: faster than three
+
+    wx0, wx1, wy0, wy1 = (weight[..., None] for weight in (x - x0, x0 + 1 - x, y - y0, y0 + 1 - y))
+    upper = wx1 * at(top, left) + wx0 * at(top, right)
+    lower = wx1 * at(bottom, left) + wx0 * at(bottom, right)
+    return wy1 * upper + wy0 * lower
+
+
 class Copies:
     """Makes `count` augmented copies of each image, each decided by the seed, the image's key and its index.
 
@@ -62,13 +90,9 @@ class Copies:
         """(n, h, w, c) images and their n keys -> (n, count, h, w, c) copies."""
         copies = np.repeat(images[:, None], self.count, axis=1)
         if self.factors.any():
-            from pipeline.quiet_keras import keras
-
             draws = np.concatenate([self.draws(key) for key in keys])
-            moved = keras.ops.image.affine_transform(
-                copies.reshape(-1, *images.shape[1:]), sampling_maps(draws, *images.shape[1:3]),
-                interpolation="bilinear", fill_mode=FILL)
-            copies = np.array(moved).reshape(copies.shape)  # a writable copy, for the mirroring below
+            moved = affine_transform(copies.reshape(-1, *images.shape[1:]), sampling_maps(draws, *images.shape[1:3]))
+            copies = moved.reshape(copies.shape)
         if self.flip:
             copies[:, ::2] = mirror(copies[:, ::2])
         return copies

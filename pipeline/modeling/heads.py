@@ -86,7 +86,8 @@ class DenseHead(ClassifierMixin, BaseEstimator):
         from pipeline.modeling import networks
 
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=np.float64)
+        # float32 rows stay float32 here: keras_proba turns them to float64 a batch at a time, not all at once
+        X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
         return networks.keras_proba(networks.uncompiled_copy(self.model_, "float64"), X, dtype=np.float64)
 
     def predict(self, X):

@@ -17,7 +17,7 @@ import yaml
 from sklearn.metrics import balanced_accuracy_score, precision_recall_fscore_support
 
 from pipeline import PipelineError, paths
-from pipeline.data import catalog, duplicates
+from pipeline.data import augment, catalog, duplicates
 from pipeline.data.images import load_image
 from pipeline.features import store
 from pipeline.files import read_table, write_csv, write_json, write_text
@@ -363,8 +363,6 @@ def augmentation_section(settings, data_dir, input_size):
     heading = "## Augmented copies"
     if not any(settings[name] for name in AUGMENT_TRANSFORMS):
         return [heading, "None: every transform in `augment` is off, so a copy would be the image itself."]
-    from pipeline.data import augment  # loads TensorFlow (the copies are Keras's affine transform): only when needed
-
     cached = settings["copies"]
     count = min(cached, PREVIEW_COPIES) or PREVIEW_COPIES
     manifest = catalog.read_manifest(paths.MANIFEST)
