@@ -1,4 +1,7 @@
 import hashlib
+import subprocess
+import sys
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -106,11 +109,10 @@ def test_the_copies_warp_is_kerass_to_the_bit(size, factors):
 
 
 def test_making_copies_loads_no_tensorflow():
-    import subprocess
-    import sys
-
     code = ("import sys, numpy as np; from pipeline.data import augment; "
             "augment.Copies({'rotation': 0.1, 'width_shift': 0.1, 'height_shift': 0.1, 'shear': 0.1, 'zoom': 0.1, "
             "'horizontal_flip': True}, 2, 0)(np.zeros((1, 8, 8, 3), np.float32), ['ab' * 32]); "
             "print('tensorflow' in sys.modules)")
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          cwd=Path(__file__).resolve().parents[1])  # the project's root, where `pipeline` is
+    assert done.stdout == "False\n"
